@@ -1,0 +1,103 @@
+"""The `onnxforge` command: parse arguments, call the API, print results. Errors: exit 2 (bad input), 1."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+from onnxforge.errors import BadInput
+from onnxforge.progress import console
+
+EXIT_OK, EXIT_FAILED, EXIT_BAD_INPUT, EXIT_INTERRUPTED = 0, 1, 2, 130
+
+
+def _export(args: argparse.Namespace) -> int:
+    from onnxforge.exporter.export import export_model
+    from onnxforge.show import print_export_summary
+
+    manifest = export_model(args.source, Path(args.out), args.opset, args.force, validate=not args.no_validate)
+    print_export_summary(Path(args.out), manifest)
+    return EXIT_OK
+
+
+def _validate(args: argparse.Namespace) -> int:
+    from onnxforge.exporter.revalidate import revalidate
+    from onnxforge.show import print_parity
+
+    parity = revalidate(Path(args.dir), args.against, args.tolerance)
+    print_parity(parity)
+    return EXIT_OK if parity["passed"] else EXIT_FAILED
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from onnxforge.demo import run_demo
+
+    run_demo(args.prompt, args.max_new_tokens)
+    return EXIT_OK
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser with one sub-command per stage."""
+    from onnxforge.exporter.defaults import DEFAULT_OPSET, DEFAULT_TOLERANCE
+
+    parser = argparse.ArgumentParser(prog="onnxforge", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    export = commands.add_parser("export", help="export a model to an ONNX folder with KV cache")
+    export.add_argument("source", metavar="SOURCE", help="smollm2-135m, a Hugging Face folder, a .gguf file or tiny:ARCH")
+    export.add_argument("out", metavar="OUT", help="output folder (written all or nothing)")
+    export.add_argument("--opset", type=int, default=DEFAULT_OPSET, help="ONNX opset (default %(default)s)")
+    export.add_argument("--force", action="store_true", help="replace OUT if it exists")
+    export.add_argument("--no-validate", action="store_true", help="skip the parity check against torch")
+    export.set_defaults(run=_export)
+
+    validate = commands.add_parser("validate", help="check an exported folder against its torch source")
+    validate.add_argument("dir", metavar="DIR")
+    validate.add_argument("--against", metavar="SOURCE", help="torch source (default: the one in onnxforge.json)")
+    validate.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE, help="max abs logits difference")
+    validate.set_defaults(run=_validate)
+
+    demo = commands.add_parser("demo", help="export the default model (cached) and answer a chat prompt")
+    demo.add_argument("--prompt", default="What is the capital of France?")
+    demo.add_argument("--max-new-tokens", type=int, default=64)
+    demo.set_defaults(run=_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the console script; returns the exit status."""
+    _quiet_libraries()
+    args = build_parser().parse_args(argv)
+    return _run_reporting_errors(args.run, args)
+
+
+def _run_reporting_errors(run: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+    try:
+        return run(args)
+    except BadInput as error:
+        console.print(f"[red]error:[/red] {error}", soft_wrap=True)
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted[/yellow]: nothing was written")
+        return EXIT_INTERRUPTED
+    except Exception as error:  # noqa: BLE001 - the one place that turns failures into an exit status
+        if os.environ.get("ONNXFORGE_DEBUG"):
+            raise
+        console.print(f"[red]failed:[/red] {type(error).__name__}: {error} (set ONNXFORGE_DEBUG=1 for the traceback)",
+                      soft_wrap=True)
+        return EXIT_FAILED
+
+
+def _quiet_libraries() -> None:
+    """Keep library chatter off stderr so that our own lines stand out."""
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    warnings.filterwarnings("ignore")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

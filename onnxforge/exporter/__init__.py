@@ -1,0 +1,1 @@
+"""torch -> ONNX decoder with past, the folder writer and parity validation (needs onnxforge[export])."""

@@ -1,0 +1,60 @@
+"""Post-export cleanup: onnxscript's optimizer pipeline without its one slow rule.
+
+`torch.onnx.export(optimize=True)` spends ~30 s of its ~35 s on the default model in the
+SlicesSplit rewrite (its matcher walks the whole graph for every candidate node). The same
+pipeline with that rule left out folds constants and removes no-ops in ~5 s.
+"""
+
+from __future__ import annotations
+
+import onnx_ir as ir
+import onnx_ir.passes.common as common_passes
+from onnxscript import optimizer, rewriter
+from onnxscript.rewriter.rules import common as rules
+
+_CLEANUP_RULES = (
+    rules.add_0_rule,
+    rules.sub_0_rule,
+    rules.mul_by_1_rule,
+    rules.div_by_1_rule,
+    rules.dropout_inference_rule,
+    rules.dropout_zero_rule,
+    rules.no_op_cast_rule,
+    rules.no_op_expand_rule,
+    rules.no_op_transpose_rule,
+    rules.cast_cast_rule,
+    rules.cast_constant_of_shape_rule,
+    rules.cast_constant_of_shape_without_value_rule,
+    rules.collapse_slice_rule,
+    rules.collapse_slice2_rule,
+    rules.materialize_reshape_shape_rule,
+    rules.reshape_reshape_rule,
+    rules.squeeze_reshape_1d_rule,
+    rules.transpose_transpose_rule,
+    rules.unsqueeze_unsqueeze_rule,
+)
+
+
+class CleanupExportPass(ir.passes.InPlacePass):
+    """Fold constants, drop no-op and duplicate nodes, store identical initializers once.
+
+    1. Inline functions, then twice: fold constants, apply the cleanup rules, drop dead nodes.
+    2. Deduplicate initializers (a tied embedding and lm_head become one tensor).
+    3. Eliminate common subexpressions and give every value a unique name.
+    """
+
+    def call(self, model: ir.Model) -> ir.passes.PassResult:
+        before = model.graph.num_nodes()
+        common_passes.InlinePass()(model)
+        for _ in range(2):
+            optimizer.fold_constants_ir(model)
+            rewriter.rewrite(model, pattern_rewrite_rules=list(_CLEANUP_RULES))
+            common_passes.RemoveUnusedNodesPass()(model)
+        ir.passes.Sequential(
+            common_passes.LiftConstantsToInitializersPass(lift_all_constants=True, size_limit=0),
+            common_passes.DeduplicateInitializersPass(),
+            common_passes.CommonSubexpressionEliminationPass(),
+            common_passes.RemoveUnusedNodesPass(),
+            common_passes.NameFixPass(),
+        )(model)
+        return ir.passes.PassResult(model, modified=model.graph.num_nodes() != before)

@@ -1,0 +1,78 @@
+"""`onnxforge export SOURCE OUT`: load, trace, clean up, write the folder, check parity, rename."""
+
+from __future__ import annotations
+
+import platform
+import resource
+import time
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import onnx_ir as ir
+
+from onnxforge import __version__
+from onnxforge.exporter.hf_files import write_hf_files
+from onnxforge.exporter.staging import check_output, staged_folder
+from onnxforge.exporter.defaults import DEFAULT_OPSET
+from onnxforge.exporter.trace import trace_to_onnx
+from onnxforge.exporter.validate import check_parity
+from onnxforge.manifest import folder_bytes, write_manifest
+from onnxforge.models import LoadedModel, load_source
+from onnxforge.progress import Steps
+from onnxforge.runtime.decoder import MODEL_FILE
+
+EXTERNAL_DATA_FILE = MODEL_FILE + "_data"
+_VERSIONED = ("torch", "transformers", "onnx", "onnx-ir", "onnxscript", "onnxruntime")
+
+
+class ParityError(Exception):
+    """The exported graph does not match its torch source within tolerance."""
+
+
+def export_model(
+    source: str, out: Path, opset: int = DEFAULT_OPSET, force: bool = False, validate: bool = True
+) -> dict[str, Any]:
+    """Export SOURCE to the folder OUT (all or nothing) and return its manifest."""
+    check_output(out, force)
+    steps, start = Steps(), time.perf_counter()
+    with steps.step("load", f"load {source}"):
+        loaded = load_source(source)
+    with staged_folder(out, force) as stage:
+        with steps.step("trace", "trace with torch.onnx (dynamo) and clean up"):
+            model = trace_to_onnx(loaded.model, loaded.facts, opset)
+        with steps.step("save", "write model.onnx, external data, config and tokenizer"):
+            ir.save(model, stage / MODEL_FILE, external_data=EXTERNAL_DATA_FILE)
+            write_hf_files(stage, loaded)
+        manifest = _manifest(loaded, model, opset)
+        manifest["export_seconds"] = round(time.perf_counter() - start, 2)
+        if validate:
+            with steps.step("validate", "check parity with torch (logits and greedy tokens)"):
+                manifest["parity"] = check_parity(stage, loaded)
+        manifest["steps_seconds"] = steps.seconds
+        manifest["peak_rss_bytes"] = peak_rss_bytes()
+        write_manifest(stage, manifest)
+        manifest["files_bytes"] = folder_bytes(stage)
+        write_manifest(stage, manifest)
+        if validate and not manifest["parity"]["passed"]:
+            raise ParityError(f"parity with torch failed, nothing written: {manifest['parity']}")
+    return manifest
+
+
+def _manifest(loaded: LoadedModel, model: ir.Model, opset: int) -> dict[str, Any]:
+    weights = list(model.graph.initializers.values())
+    return {
+        "onnxforge_version": __version__,
+        "source": {"name": loaded.source, "kind": loaded.kind},
+        "architecture": loaded.facts.to_json(),
+        "opset": opset,
+        "nodes": model.graph.num_nodes(),
+        "parameters": int(sum(w.const_value.size for w in weights if w.const_value is not None)),
+        "versions": {name: metadata.version(name) for name in _VERSIONED} | {"python": platform.python_version()},
+        "passes": [],
+    }
+
+
+def peak_rss_bytes() -> int:
+    """This process's peak resident set size so far (Linux reports KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024

@@ -1,0 +1,89 @@
+"""torch -> ONNX: trace the decoder with past through torch's dynamo exporter, name it as optimum does."""
+
+from __future__ import annotations
+
+import onnx_ir as ir
+import torch
+from torch.export import Dim
+
+from onnxforge.exporter.cleanup import CleanupExportPass
+from onnxforge.exporter.defaults import DEFAULT_OPSET
+from onnxforge.exporter.wrapper import DecoderWithPast
+from onnxforge.models.architectures import ModelFacts
+
+# Example sizes for tracing: all distinct and > 1 so that no axis is specialised.
+_BATCH, _SEQUENCE, _PAST = 2, 3, 5
+_BATCH_DIM, _SEQ_DIM, _PAST_DIM = "batch_size", "sequence_length", "past_sequence_length"
+_TOTAL_DIM = "past_sequence_length + sequence_length"
+
+
+def io_names(num_layers: int) -> tuple[list[str], list[str]]:
+    """Graph input and output names in optimum's convention."""
+    kv = [(i, part) for i in range(num_layers) for part in ("key", "value")]
+    inputs = ["input_ids", "attention_mask", "position_ids"] + [f"past_key_values.{i}.{p}" for i, p in kv]
+    outputs = ["logits"] + [f"present.{i}.{p}" for i, p in kv]
+    return inputs, outputs
+
+
+def trace_to_onnx(model: torch.nn.Module, facts: ModelFacts, opset: int = DEFAULT_OPSET) -> ir.Model:
+    """Export `model` as one graph serving prefill and decode, cleaned up, with weights in memory."""
+    wrapper = DecoderWithPast(model, facts.num_layers).eval()
+    args, dynamic_shapes = _example_inputs(facts)
+    inputs, outputs = io_names(facts.num_layers)
+    with torch.no_grad():
+        program = torch.onnx.export(
+            wrapper,
+            args,
+            dynamic_shapes=dynamic_shapes,
+            input_names=inputs,
+            output_names=outputs,
+            opset_version=opset,
+            dynamo=True,
+            optimize=False,
+            verbose=False,
+        )
+    onnx_model = program.model
+    CleanupExportPass()(onnx_model)
+    _name_dynamic_axes(onnx_model.graph)
+    _strip_wrapper_prefix(onnx_model.graph)
+    return onnx_model
+
+
+def _example_inputs(facts: ModelFacts) -> tuple[tuple[torch.Tensor, ...], tuple[object, ...]]:
+    ids = torch.randint(0, facts.vocab_size, (_BATCH, _SEQUENCE))
+    mask = torch.ones(_BATCH, _PAST + _SEQUENCE, dtype=torch.int64)
+    positions = torch.arange(_PAST, _PAST + _SEQUENCE).expand(_BATCH, -1)
+    kv_shape = (_BATCH, facts.num_kv_heads, _PAST, facts.head_dim)
+    past = tuple(torch.zeros(kv_shape) for _ in range(2 * facts.num_layers))
+    batch, seq, past_len = Dim(_BATCH_DIM), Dim(_SEQ_DIM), Dim(_PAST_DIM)
+    shapes = (
+        {0: batch, 1: seq},
+        {0: batch, 1: Dim.DYNAMIC},
+        {0: batch, 1: seq},
+        tuple({0: batch, 2: past_len} for _ in past),
+    )
+    return (ids, mask, positions, *past), shapes
+
+
+def _name_dynamic_axes(graph: ir.Graph) -> None:
+    """Give the graph's inputs and outputs optimum's axis names (torch names the mask axis sNN)."""
+    axes = {
+        "input_ids": (_BATCH_DIM, _SEQ_DIM),
+        "position_ids": (_BATCH_DIM, _SEQ_DIM),
+        "attention_mask": (_BATCH_DIM, _TOTAL_DIM),
+        "logits": (_BATCH_DIM, _SEQ_DIM, None),
+    }
+    for value in (*graph.inputs, *graph.outputs):
+        names = axes.get(value.name)
+        if value.name.startswith("past_key_values."):
+            names = (_BATCH_DIM, None, _PAST_DIM, None)
+        elif value.name.startswith("present."):
+            names = (_BATCH_DIM, None, _TOTAL_DIM, None)
+        dims = [dim if name is None else name for dim, name in zip(value.shape, names)]
+        value.shape = ir.Shape(dims)
+
+
+def _strip_wrapper_prefix(graph: ir.Graph) -> None:
+    """Initializer names as in the Hugging Face checkpoint (`model.layers.0...`, not `model.model...`)."""
+    for name, value in list(graph.initializers.items()):
+        value.name = name.removeprefix("model.")  # onnx_ir re-keys graph.initializers itself

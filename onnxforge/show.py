@@ -1,0 +1,39 @@
+"""Tables printed on stdout after a command: what was produced and how it measured."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.table import Table
+
+_MIB = 1024 * 1024
+stdout = Console(highlight=False)
+
+
+def print_parity(parity: dict[str, Any]) -> None:
+    """The parity figures: logits differences per case, greedy agreement, verdict."""
+    table = Table(title="parity with torch", show_header=True)
+    table.add_column("check")
+    table.add_column("result", justify="right")
+    for case, diff in parity["max_abs_logits_diff"].items():
+        table.add_row(f"max |Δ logits| {case}", f"{diff:.2e}")
+    table.add_row("tolerance", f"{parity['tolerance']:.0e}")
+    table.add_row(f"greedy {parity['greedy_new_tokens']} tokens identical", parity["greedy_identical"])
+    table.add_row("tokenizer identical", str(parity["tokenizer_identical"]))
+    table.add_row("verdict", "[green]passed[/green]" if parity["passed"] else "[red]FAILED[/red]")
+    stdout.print(table)
+
+
+def print_export_summary(out: Path, manifest: dict[str, Any]) -> None:
+    """Where the folder is, how big, how long it took, and its parity when checked."""
+    table = Table(title=f"exported {manifest['source']['name']} -> {out}", show_header=False)
+    table.add_row("size on disk", f"{manifest['files_bytes']['total'] / _MIB:.1f} MiB")
+    table.add_row("parameters", f"{manifest['parameters']:,}")
+    table.add_row("graph nodes", f"{manifest['nodes']:,} (opset {manifest['opset']})")
+    table.add_row("export time", f"{manifest['export_seconds']:.1f} s")
+    table.add_row("peak RSS", f"{manifest['peak_rss_bytes'] / _MIB:.0f} MiB")
+    stdout.print(table)
+    if "parity" in manifest:
+        print_parity(manifest["parity"])
