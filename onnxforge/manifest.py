@@ -23,6 +23,7 @@ def write_manifest(folder: str | Path, manifest: dict[str, Any]) -> None:
     with tempfile.NamedTemporaryFile("w", dir=folder, suffix=".tmp", delete=False, encoding="utf-8") as tmp:
         json.dump(manifest, tmp, indent=2, sort_keys=False)
         tmp.write("\n")
+    os.chmod(tmp.name, 0o644)
     os.replace(tmp.name, folder / MANIFEST_FILE)
 
 

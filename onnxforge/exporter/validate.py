@@ -37,7 +37,8 @@ def check_parity(
     decoder, codec = Decoder(folder), TextCodec(folder)
     prompts = [codec.encode(text) for text in PROMPTS]
     diffs = _logits_differences(decoder, loaded.model, prompts, loaded.facts.max_positions)
-    identical = [_greedy_matches(decoder, loaded, ids, new_tokens) for ids in prompts]
+    stop_ids = codec.stop_ids()
+    identical = [_greedy_matches(decoder, loaded.model, ids, new_tokens, stop_ids) for ids in prompts]
     tokenizer_same = all(loaded.tokenizer.encode(t, add_special_tokens=False) == p for t, p in zip(PROMPTS, prompts))
     worst = max(diffs.values())
     return {
@@ -93,24 +94,19 @@ def _torch_forward(
     return output.logits.float().numpy(), output.past_key_values
 
 
-def _greedy_matches(decoder: Decoder, loaded: LoadedModel, prompt: list[int], new_tokens: int) -> bool:
-    stop_ids = eos_ids(loaded.model.generation_config)
+def _greedy_matches(
+    decoder: Decoder, model: torch.nn.Module, prompt: list[int], new_tokens: int, stop_ids: list[int]
+) -> bool:
     ours = list(greedy_tokens(decoder, prompt, new_tokens, frozenset(stop_ids)))
     config = GenerationConfig(
         do_sample=False, max_new_tokens=new_tokens, eos_token_id=stop_ids, pad_token_id=(stop_ids or [0])[0]
     )
     with torch.no_grad():
-        output = loaded.model.generate(
+        output = model.generate(
             torch.tensor([prompt]), attention_mask=torch.ones(1, len(prompt), dtype=torch.int64),
             generation_config=config,
         )
     return output[0, len(prompt):].tolist() == ours
-
-
-def eos_ids(generation_config: GenerationConfig) -> list[int]:
-    """The generation config's end-of-sequence ids as a list."""
-    eos = generation_config.eos_token_id
-    return [] if eos is None else [eos] if isinstance(eos, int) else list(eos)
 
 
 def _left_padded(rows: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from onnxforge.errors import BadInput
+from onnxforge.models.gguf_cache import cached_gguf_parsing
 from onnxforge.models.architectures import ARCHITECTURES, ModelFacts, facts_from_config, supported_names
 
 DEFAULT_MODEL = "smollm2-135m"
@@ -110,29 +111,30 @@ def _load_hf_folder(path: Path, source: str) -> LoadedModel:
 def _load_gguf(path: Path, source: str, kind: str) -> LoadedModel:
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-    architecture = gguf_architecture(path)
-    if architecture not in ARCHITECTURES:
-        raise BadInput(
-            f"'{source}' holds a '{architecture}' model, not a causal LM onnxforge can export; "
-            f"supported architectures: {supported_names()}"
-        )
     folder, name = path.parent, path.name
-    config = _read(lambda: AutoConfig.from_pretrained(folder, gguf_file=name), source)
-    facts = _facts_or_refuse(config, source)
-    model = _read(
-        lambda: AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, config=config, dtype="float32"),
-        source,
-    )
-    tokenizer = _read(lambda: AutoTokenizer.from_pretrained(folder, gguf_file=name), source)
+    with cached_gguf_parsing():
+        architecture = gguf_architecture(path)
+        if architecture not in ARCHITECTURES:
+            raise BadInput(
+                f"'{source}' holds a '{architecture}' model, not a causal LM onnxforge can export; "
+                f"supported architectures: {supported_names()}"
+            )
+        config = _read(lambda: AutoConfig.from_pretrained(folder, gguf_file=name), source)
+        facts = _facts_or_refuse(config, source)
+        model = _read(
+            lambda: AutoModelForCausalLM.from_pretrained(folder, gguf_file=name, config=config, dtype="float32"),
+            source,
+        )
+        tokenizer = _read(lambda: AutoTokenizer.from_pretrained(folder, gguf_file=name), source)
     return LoadedModel(model.eval(), tokenizer, facts, source, kind)
 
 
 def gguf_architecture(path: Path) -> str:
     """`general.architecture` of a GGUF file, or BadInput when the file is not a readable GGUF."""
-    from gguf import GGUFReader
+    import gguf
 
     try:
-        field = GGUFReader(path).get_field("general.architecture")
+        field = gguf.GGUFReader(str(path)).get_field("general.architecture")
     except (OSError, ValueError, KeyError, IndexError) as error:
         raise BadInput(f"cannot read '{path}' as a GGUF file ({error}): check the file is complete") from None
     if field is None:

@@ -24,12 +24,21 @@ class TextCodec:
             raise BadInput(f"'{model_dir}' has no tokenizer.json: export the model with onnxforge export")
         self.tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
         self.config = _read_json(folder / "tokenizer_config.json")
+        self.generation_config = _read_json(folder / "generation_config.json")
         self.chat_template = self.config.get("chat_template") or _read_text(folder / "chat_template.jinja")
 
     def special_token(self, name: str) -> str | None:
         """The text of a special token (`eos_token`, `bos_token`, ...) from tokenizer_config.json."""
         value = self.config.get(name)
         return value.get("content") if isinstance(value, dict) else value
+
+    def stop_ids(self) -> list[int]:
+        """End-of-sequence ids from generation_config.json (int or list), else the eos token's id."""
+        eos = self.generation_config.get("eos_token_id")
+        if eos is None:
+            token = self.special_token("eos_token")
+            eos = self.tokenizer.token_to_id(token) if token else None
+        return [] if eos is None else [eos] if isinstance(eos, int) else list(eos)
 
     def encode(self, text: str) -> list[int]:
         """Token ids of `text` as is (special tokens written in the text are recognised)."""
