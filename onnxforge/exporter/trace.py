@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import onnx_ir as ir
 import torch
+from onnxscript.optimizer import FOLDED_FROM_KEY
 from torch.export import Dim
 
 from onnxforge.exporter.cleanup import CleanupExportPass
@@ -45,7 +46,8 @@ def trace_to_onnx(model: torch.nn.Module, facts: ModelFacts, opset: int = DEFAUL
     onnx_model = program.model
     CleanupExportPass()(onnx_model)
     _name_dynamic_axes(onnx_model.graph)
-    _strip_wrapper_prefix(onnx_model.graph)
+    _name_weights(onnx_model.graph)
+    _drop_trace_metadata(onnx_model.graph)
     return onnx_model
 
 
@@ -83,7 +85,23 @@ def _name_dynamic_axes(graph: ir.Graph) -> None:
         value.shape = ir.Shape(dims)
 
 
-def _strip_wrapper_prefix(graph: ir.Graph) -> None:
-    """Initializer names as in the Hugging Face checkpoint (`model.layers.0...`, not `model.model...`)."""
+def _name_weights(graph: ir.Graph) -> None:
+    """Give initializers their Hugging Face names (`model.layers.0.mlp.up_proj.weight`).
+
+    The wrapper adds a `model.` prefix, and constant folding replaces each projection weight
+    by its transpose (stored [in, out] for MatMul) under a generated name; the folder records
+    which weight it came from, so the folded tensor takes that name.
+    """
     for name, value in list(graph.initializers.items()):
-        value.name = name.removeprefix("model.")  # onnx_ir re-keys graph.initializers itself
+        origins = value.meta.get(FOLDED_FROM_KEY, ())
+        origin = next(iter(origins)) if len(origins) == 1 else name
+        new_name = origin.removeprefix("model.")
+        value.metadata_props.pop(FOLDED_FROM_KEY, None)
+        if new_name != name and new_name not in graph.initializers:
+            value.name = new_name  # onnx_ir re-keys graph.initializers itself
+
+
+def _drop_trace_metadata(graph: ir.Graph) -> None:
+    """Remove torch's per-node stack traces and module paths (~4 MB on the default model)."""
+    for node in graph:
+        node.metadata_props.clear()

@@ -1,0 +1,32 @@
+"""Shared fixtures: offline mode, and one export per tiny architecture for the whole session."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+
+from collections.abc import Callable  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+TINY_ARCHITECTURES = ("llama", "mistral", "qwen2", "gpt2")
+
+
+@pytest.fixture(scope="session")
+def export_tiny(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
+    """export_tiny(ARCH) -> folder exported (and parity-checked) from tiny:ARCH, once per session."""
+    from onnxforge.exporter.export import export_model
+
+    root = tmp_path_factory.mktemp("exports")
+    manifests: dict[str, dict] = {}
+
+    def export(arch: str) -> Path:
+        if arch not in manifests:
+            manifests[arch] = export_model(f"tiny:{arch}", root / arch)
+        return root / arch
+
+    return export

@@ -1,0 +1,75 @@
+"""Export of each tiny architecture: optimum's interface, weights once, parity with torch."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+
+from onnxforge.exporter.trace import io_names
+from onnxforge.manifest import read_manifest
+from onnxforge.runtime.decoder import Decoder
+
+from ..conftest import TINY_ARCHITECTURES
+
+HF_FILES = ("config.json", "generation_config.json", "tokenizer.json", "tokenizer_config.json",
+            "special_tokens_map.json", "model.onnx", "model.onnx_data", "onnxforge.json")
+
+
+def _dims(value: onnx.ValueInfoProto) -> list[object]:
+    return [d.dim_param or d.dim_value for d in value.type.tensor_type.shape.dim]
+
+
+@pytest.mark.parametrize("arch", TINY_ARCHITECTURES)
+def test_export_passes_parity_with_torch(arch: str, export_tiny: Callable[[str], Path]) -> None:
+    parity = read_manifest(export_tiny(arch))["parity"]
+    assert parity["passed"] and parity["greedy_identical"] == "3/3"
+    assert parity["worst_abs_logits_diff"] <= 1e-4  # fp32, tiny model: far inside the 1e-3 tolerance
+    assert set(parity["max_abs_logits_diff"]) == {"prefill_batch2_left_padded", "decode_past_gt_0", "sequence_200"}
+
+
+@pytest.mark.parametrize("arch", TINY_ARCHITECTURES)
+def test_folder_follows_the_optimum_convention(arch: str, export_tiny: Callable[[str], Path]) -> None:
+    folder = export_tiny(arch)
+    assert all((folder / name).is_file() for name in HF_FILES)
+    model = onnx.load(folder / "model.onnx", load_external_data=False)
+    inputs, outputs = io_names(num_layers=2)
+    assert [v.name for v in model.graph.input] == inputs
+    assert [v.name for v in model.graph.output] == outputs
+    shapes = {v.name: _dims(v) for v in (*model.graph.input, *model.graph.output)}
+    assert shapes["input_ids"] == ["batch_size", "sequence_length"]
+    assert shapes["attention_mask"] == ["batch_size", "past_sequence_length + sequence_length"]
+    assert shapes["past_key_values.1.value"][::2] == ["batch_size", "past_sequence_length"]
+    assert shapes["present.0.key"][2] == "past_sequence_length + sequence_length"
+    assert not list(folder.parent.glob(f".{arch}.*")), "staging folders must not remain"
+    onnx.checker.check_model(str(folder / "model.onnx"), full_check=True)
+
+
+@pytest.mark.parametrize(("arch", "copies"), [("llama", 1), ("gpt2", 1), ("mistral", 2)])
+def test_tied_embedding_is_stored_once(arch: str, copies: int, export_tiny: Callable[[str], Path]) -> None:
+    model = onnx.load(export_tiny(arch) / "model.onnx", load_external_data=False)
+    vocab_by_hidden = [t for t in model.graph.initializer if list(t.dims) in ([259, 64], [64, 259])]
+    assert len(vocab_by_hidden) == copies
+
+
+@pytest.mark.parametrize("arch", ["llama", "gpt2"])
+def test_prefill_in_two_calls_equals_prefill_in_one(arch: str, export_tiny: Callable[[str], Path]) -> None:
+    decoder = Decoder(export_tiny(arch))
+    ids = np.arange(40, 52, dtype=np.int64)[None]
+    positions = np.arange(12, dtype=np.int64)[None]
+    whole, _ = decoder.forward(ids, np.ones_like(ids), positions, decoder.empty_past(1))
+    _, past = decoder.forward(ids[:, :7], np.ones((1, 7), np.int64), positions[:, :7], decoder.empty_past(1))
+    tail, _ = decoder.forward(ids[:, 7:], np.ones_like(ids), positions[:, 7:], past)
+    np.testing.assert_allclose(tail, whole[:, 7:], atol=1e-5)
+
+
+def test_manifest_records_source_versions_sizes_and_time(export_tiny: Callable[[str], Path]) -> None:
+    folder = export_tiny("llama")
+    manifest = read_manifest(folder)
+    assert manifest["source"] == {"name": "tiny:llama", "kind": "tiny"}
+    assert manifest["opset"] == 18 and manifest["versions"]["torch"].startswith("2.13.0")
+    assert manifest["files_bytes"]["model.onnx_data"] == (folder / "model.onnx_data").stat().st_size
+    assert manifest["export_seconds"] > 0 and set(manifest["steps_seconds"]) >= {"load", "trace", "save"}

