@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 import subprocess
 import sys
@@ -14,39 +13,12 @@ import pytest
 from onnxforge.cli import main
 from onnxforge.manifest import read_manifest
 
+from .helpers import fake_model_folder, write_gguf
+
 
 def _run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, list[str]]:
     status = main(args)
     return status, capsys.readouterr().err.strip().splitlines()
-
-
-def _pickle_only_folder(folder: Path) -> str:
-    folder = folder / "model"
-    folder.mkdir()
-    (folder / "config.json").write_text(json.dumps({"model_type": "llama"}))
-    (folder / "pytorch_model.bin").write_bytes(b"")
-    return str(folder)
-
-
-def _encoder_gguf(folder: Path) -> str:
-    import gguf
-    import numpy as np
-
-    path = folder / "encoder.gguf"
-    writer = gguf.GGUFWriter(str(path), "bert")
-    writer.add_tensor("token_embd.weight", np.zeros((2, 2), dtype=np.float32))
-    for write in (writer.write_header_to_file, writer.write_kv_data_to_file, writer.write_tensors_to_file):
-        write()
-    writer.close()
-    return str(path)
-
-
-def _unsupported_folder(folder: Path) -> str:
-    folder = folder / "model"
-    folder.mkdir()
-    (folder / "config.json").write_text(json.dumps({"model_type": "t5"}))
-    (folder / "model.safetensors").write_bytes(b"")
-    return str(folder)
 
 
 def _existing_output(folder: Path) -> str:
@@ -62,9 +34,12 @@ def _unreadable_gguf(folder: Path) -> str:
 BAD_SOURCES: dict[str, tuple[Callable[[Path], str], str]] = {
     "missing source": (lambda folder: str(folder / "nothing-here"), "not found"),
     "unreadable gguf": (_unreadable_gguf, "cannot read"),
-    "gguf not a causal LM": (_encoder_gguf, "not a causal LM"),
-    "unsupported architecture": (_unsupported_folder, "supported architectures: gpt2, llama, mistral, qwen2"),
-    "pickle-only checkpoint": (_pickle_only_folder, "safetensors"),
+    "gguf not a causal LM": (lambda folder: str(write_gguf(folder / "enc.gguf", "bert")), "not a causal LM"),
+    "unsupported architecture": (
+        lambda folder: str(fake_model_folder(folder, "t5", "model.safetensors")),
+        "supported architectures: gpt2, llama, mistral, qwen2",
+    ),
+    "pickle-only checkpoint": (lambda folder: str(fake_model_folder(folder, "llama", "pytorch_model.bin")), "safetensors"),
     "existing output folder": (_existing_output, "--force"),
 }
 

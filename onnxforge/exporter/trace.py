@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -33,6 +34,7 @@ def io_names(num_layers: int) -> tuple[list[str], list[str]]:
 
 def trace_to_onnx(model: torch.nn.Module, facts: ModelFacts, opset: int = DEFAULT_OPSET) -> ir.Model:
     """Export `model` as one graph serving prefill and decode, cleaned up, with weights in memory."""
+    logging.getLogger("torch.onnx").setLevel(logging.ERROR)  # torch resets it on import; its warnings are noise
     wrapper = DecoderWithPast(model, facts.num_layers).eval()
     args, dynamic_shapes = _example_inputs(facts)
     inputs, outputs = io_names(facts.num_layers)

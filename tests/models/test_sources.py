@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +11,8 @@ from onnxforge.errors import BadInput
 from onnxforge.models import load_source
 from onnxforge.models.sources import named_gguf_path
 from onnxforge.models.tiny import tiny_tokenizer
+
+from ..helpers import fake_model_folder, write_gguf
 
 EXPECTED_FACTS = {  # model type -> (kv heads, head dim, tied embeddings)
     "llama": (2, 16, True),
@@ -51,17 +52,15 @@ def test_an_unknown_tiny_architecture_lists_the_known_ones() -> None:
 
 
 def test_a_pickle_only_checkpoint_is_refused(tmp_path: Path) -> None:
-    load_source("tiny:llama").model.config.save_pretrained(tmp_path)
-    (tmp_path / "pytorch_model.bin").write_bytes(b"not unpickled")
+    folder = fake_model_folder(tmp_path, "llama", "pytorch_model.bin")
     with pytest.raises(BadInput, match=r"only pickle weights \(pytorch_model.bin\).*safetensors"):
-        load_source(str(tmp_path))
+        load_source(str(folder))
 
 
 def test_an_unsupported_architecture_lists_the_supported_ones(tmp_path: Path) -> None:
-    (tmp_path / "config.json").write_text(json.dumps({"model_type": "bert", "architectures": ["BertModel"]}))
-    (tmp_path / "model.safetensors").write_bytes(b"")
+    folder = fake_model_folder(tmp_path, "bert", "model.safetensors")
     with pytest.raises(BadInput, match="'bert' model.*supported architectures: gpt2, llama, mistral, qwen2"):
-        load_source(str(tmp_path))
+        load_source(str(folder))
 
 
 def test_a_folder_without_config_is_not_a_model_folder(tmp_path: Path) -> None:
@@ -70,15 +69,7 @@ def test_a_folder_without_config_is_not_a_model_folder(tmp_path: Path) -> None:
 
 
 def test_a_gguf_that_is_not_a_causal_lm_is_refused(tmp_path: Path) -> None:
-    import gguf
-
-    path = tmp_path / "encoder.gguf"
-    writer = gguf.GGUFWriter(str(path), "bert")
-    writer.add_tensor("token_embd.weight", np.zeros((4, 4), dtype=np.float32))
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
+    path = write_gguf(tmp_path / "encoder.gguf", "bert")
     with pytest.raises(BadInput, match="holds a 'bert' model, not a causal LM"):
         load_source(str(path))
 
