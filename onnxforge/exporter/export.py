@@ -55,7 +55,7 @@ def export_model(
         manifest["files_bytes"] = folder_bytes(stage)
         write_manifest(stage, manifest)
         if validate and not manifest["parity"]["passed"]:
-            raise ParityError(f"parity with torch failed, nothing written: {manifest['parity']}")
+            raise ParityError(_parity_failure(manifest["parity"]))
     return manifest
 
 
@@ -71,6 +71,14 @@ def _manifest(loaded: LoadedModel, model: ir.Model, opset: int) -> dict[str, Any
         "versions": {name: metadata.version(name) for name in _VERSIONED} | {"python": platform.python_version()},
         "passes": [],
     }
+
+
+def _parity_failure(parity: dict[str, Any]) -> str:
+    return (
+        f"parity with torch failed (worst |Δ logits| {parity['worst_abs_logits_diff']:.2e}, tolerance "
+        f"{parity['tolerance']:.0e}; greedy identical {parity['greedy_identical']}; tokenizer identical "
+        f"{parity['tokenizer_identical']}), so nothing was written; --no-validate keeps the folder anyway"
+    )
 
 
 def peak_rss_bytes() -> int:

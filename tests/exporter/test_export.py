@@ -73,3 +73,14 @@ def test_manifest_records_source_versions_sizes_and_time(export_tiny: Callable[[
     assert manifest["opset"] == 18 and manifest["versions"]["torch"].startswith("2.13.0")
     assert manifest["files_bytes"]["model.onnx_data"] == (folder / "model.onnx_data").stat().st_size
     assert manifest["export_seconds"] > 0 and set(manifest["steps_seconds"]) >= {"load", "trace", "save"}
+
+
+def test_failed_parity_writes_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from onnxforge.exporter import export as export_module
+
+    failing = {"passed": False, "worst_abs_logits_diff": 0.5, "tolerance": 1e-3,
+               "greedy_identical": "1/3", "tokenizer_identical": True}
+    monkeypatch.setattr(export_module, "check_parity", lambda folder, loaded: failing)
+    with pytest.raises(export_module.ParityError, match=r"worst \|Δ logits\| 5.00e-01.*nothing was written"):
+        export_module.export_model("tiny:gpt2", tmp_path / "out")
+    assert list(tmp_path.iterdir()) == []
