@@ -21,18 +21,27 @@ def write_hf_files(folder: Path, loaded: LoadedModel) -> None:
         generation.eos_token_id = loaded.tokenizer.eos_token_id
     generation.save_pretrained(folder)
     loaded.tokenizer.save_pretrained(folder)
-    _inline_chat_template(folder)
+    _make_tokenizer_config_portable(folder)
     _write_special_tokens_map(folder, loaded.tokenizer)
 
 
-def _inline_chat_template(folder: Path) -> None:
-    """Keep the chat template in tokenizer_config.json too, where transformers.js and older readers look."""
-    template_file = folder / _CHAT_TEMPLATE_FILE
+def _make_tokenizer_config_portable(folder: Path) -> None:
+    """Let older readers load the tokenizer too (optimum with transformers 4.x, transformers.js).
+
+    transformers 5 names its tokenizer class `TokenizersBackend`, which 4.x does not know, and
+    keeps the chat template in a separate file; `PreTrainedTokenizerFast` loads in both (told
+    not to return token_type_ids, which the graph does not take), and the template is copied
+    into tokenizer_config.json where the older readers look for it.
+    """
     config_file = folder / "tokenizer_config.json"
     config = _read_json(config_file)
+    if config.get("tokenizer_class") == "TokenizersBackend":
+        config["tokenizer_class"] = "PreTrainedTokenizerFast"
+    config.setdefault("model_input_names", ["input_ids", "attention_mask"])
+    template_file = folder / _CHAT_TEMPLATE_FILE
     if template_file.is_file() and "chat_template" not in config:
         config["chat_template"] = template_file.read_text(encoding="utf-8")
-        config_file.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    config_file.write_text(json.dumps(config, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
 
 def _write_special_tokens_map(folder: Path, tokenizer: Any) -> None:
