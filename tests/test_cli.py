@@ -61,6 +61,15 @@ def test_unwritable_output_path_is_one_line_and_exit_2(tmp_path: Path, capsys: p
     assert status == 2 and len(lines) == 1 and "not a writable folder" in lines[0]
 
 
+@pytest.mark.parametrize("opset", ["17", "24"])
+def test_an_unsupported_opset_is_one_line_and_exit_2(
+    opset: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status, lines = _run(["export", "tiny:llama", str(tmp_path / "out"), "--opset", opset], capsys)
+    assert status == 2 and len(lines) == 1 and "choose 18 to 23" in lines[0]
+    assert not (tmp_path / "out").exists()
+
+
 def test_the_console_script_exits_2_without_a_traceback(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-m", "onnxforge.cli", "export", str(tmp_path / "missing.gguf"), str(tmp_path / "out")],

@@ -14,7 +14,8 @@ import onnx_ir as ir
 from onnxforge import __version__
 from onnxforge.exporter.hf_files import write_hf_files
 from onnxforge.exporter.staging import check_output, staged_folder
-from onnxforge.exporter.defaults import DEFAULT_OPSET
+from onnxforge.errors import BadInput
+from onnxforge.exporter.defaults import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET
 from onnxforge.exporter.trace import trace_to_onnx
 from onnxforge.exporter.validate import check_parity
 from onnxforge.manifest import folder_bytes, write_manifest
@@ -34,6 +35,8 @@ def export_model(
     source: str, out: Path, opset: int = DEFAULT_OPSET, force: bool = False, validate: bool = True
 ) -> dict[str, Any]:
     """Export SOURCE to the folder OUT (all or nothing) and return its manifest."""
+    if not MIN_OPSET <= opset <= MAX_OPSET:
+        raise BadInput(f"--opset {opset} is not supported: choose {MIN_OPSET} to {MAX_OPSET} (default {DEFAULT_OPSET})")
     check_output(out, force)
     steps, start = Steps(), time.perf_counter()
     with steps.step("load", f"load {source}"):
@@ -44,7 +47,7 @@ def export_model(
         with steps.step("save", "write model.onnx, external data, config and tokenizer"):
             ir.save(model, stage / MODEL_FILE, external_data=EXTERNAL_DATA_FILE)
             write_hf_files(stage, loaded)
-        manifest = _manifest(loaded, model, opset)
+        manifest = _manifest(loaded, model)
         manifest["export_seconds"] = round(time.perf_counter() - start, 2)
         if validate:
             with steps.step("validate", "check parity with torch (logits and greedy tokens)"):
@@ -59,13 +62,13 @@ def export_model(
     return manifest
 
 
-def _manifest(loaded: LoadedModel, model: ir.Model, opset: int) -> dict[str, Any]:
+def _manifest(loaded: LoadedModel, model: ir.Model) -> dict[str, Any]:
     weights = list(model.graph.initializers.values())
     return {
         "onnxforge_version": __version__,
         "source": {"name": loaded.source, "kind": loaded.kind},
         "architecture": loaded.facts.to_json(),
-        "opset": opset,
+        "opset": model.opset_imports[""],
         "nodes": model.graph.num_nodes(),
         "parameters": int(sum(w.const_value.size for w in weights if w.const_value is not None)),
         "versions": {name: metadata.version(name) for name in _VERSIONED} | {"python": platform.python_version()},

@@ -84,3 +84,12 @@ def test_failed_parity_writes_nothing(tmp_path: Path, monkeypatch: pytest.Monkey
     with pytest.raises(export_module.ParityError, match=r"worst \|Δ logits\| 5.00e-01.*nothing was written"):
         export_module.export_model("tiny:gpt2", tmp_path / "out")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_higher_opset_is_exported_and_recorded(tmp_path: Path) -> None:
+    from onnxforge.exporter.export import export_model
+
+    manifest = export_model("tiny:qwen2", tmp_path / "out", opset=21)
+    model = onnx.load(tmp_path / "out" / "model.onnx", load_external_data=False)
+    assert manifest["opset"] == 21 == next(o.version for o in model.opset_import if o.domain == "")
+    assert manifest["parity"]["passed"]
