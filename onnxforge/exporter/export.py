@@ -54,8 +54,7 @@ def export_model(
                 manifest["parity"] = check_parity(stage, loaded)
         manifest["steps_seconds"] = steps.seconds
         manifest["peak_rss_bytes"] = peak_rss_bytes()
-        write_manifest(stage, manifest)
-        manifest["files_bytes"] = folder_bytes(stage)
+        manifest["files_bytes"] = folder_bytes(stage)  # the files beside onnxforge.json
         write_manifest(stage, manifest)
         if validate and not manifest["parity"]["passed"]:
             raise ParityError(_parity_failure(manifest["parity"]))
