@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
+from unittest import mock
 
 import onnx_ir as ir
 import torch
@@ -58,22 +58,13 @@ def trace_to_onnx(model: torch.nn.Module, facts: ModelFacts, opset: int = DEFAUL
     return onnx_model
 
 
-@contextmanager
-def _sdpa_with_native_gqa() -> Iterator[None]:
+def _sdpa_with_native_gqa() -> AbstractContextManager[object]:
     """Let transformers pass grouped KV heads to SDPA (enable_gqa) instead of repeating them.
 
     Tracing its repeat_kv (expand + reshape on symbolic shapes) costs ~14 s of the ~52 s
     export of the default model; the exported graph computes the same attention.
     """
-    previous = os.environ.get(_FORCE_GQA)
-    os.environ[_FORCE_GQA] = "1"
-    try:
-        yield
-    finally:
-        if previous is None:
-            os.environ.pop(_FORCE_GQA)
-        else:
-            os.environ[_FORCE_GQA] = previous
+    return mock.patch.dict(os.environ, {_FORCE_GQA: "1"})
 
 
 def _example_inputs(facts: ModelFacts) -> tuple[tuple[torch.Tensor, ...], tuple[object, ...]]:
