@@ -34,13 +34,13 @@ def optimum_tokens(folder: str) -> dict[str, list[list[int]]]:
 def compare(folder: str, optimum_file: str) -> int:
     """Compare optimum's tokens with onnxforge's greedy loop; print the verdict, exit 1 on a mismatch."""
     from onnxforge.runtime.decoder import Decoder
-    from onnxforge.runtime.greedy import greedy_tokens
+    from onnxforge.runtime.loop import greedy_continuations
     from onnxforge.runtime.text import TextCodec
 
     theirs = json.loads(open(optimum_file, encoding="utf-8").read())
     codec, decoder = TextCodec(folder), Decoder(folder)
     stop = frozenset(codec.stop_ids())
-    ours = [list(greedy_tokens(decoder, codec.encode(p), NEW_TOKENS, stop)) for p in PROMPTS]
+    ours = [greedy_continuations(decoder, [codec.encode(p)], NEW_TOKENS, stop)[0] for p in PROMPTS]
     same_single = sum(a == b for a, b in zip(ours, theirs["single"]))
     same_batch = sum(b[: len(a)] == a for a, b in zip(ours, theirs["batch"]))
     print(f"optimum loaded {folder}; greedy identical to onnxforge: {same_single}/{len(PROMPTS)} alone, "

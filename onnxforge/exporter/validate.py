@@ -17,7 +17,7 @@ from transformers import DynamicCache, GenerationConfig
 from onnxforge.exporter.defaults import DEFAULT_TOLERANCE, GREEDY_TOKENS
 from onnxforge.models import LoadedModel
 from onnxforge.runtime.decoder import Decoder
-from onnxforge.runtime.greedy import greedy_tokens
+from onnxforge.runtime.loop import greedy_continuations, left_pad
 from onnxforge.runtime.text import TextCodec
 
 PROMPTS = (
@@ -56,7 +56,7 @@ def check_parity(
 def _logits_differences(
     decoder: Decoder, model: torch.nn.Module, prompts: list[list[int]], max_positions: int
 ) -> dict[str, float]:
-    ids, mask = _left_padded([prompts[0], prompts[2]])
+    ids, mask = left_pad([prompts[0], prompts[2]])
     positions = np.clip(mask.cumsum(axis=1) - 1, 0, None)
     onnx_logits, present = decoder.forward(ids, mask, positions, decoder.empty_past(batch=2))
     torch_logits, cache = _torch_forward(model, ids, mask, positions, DynamicCache(config=model.config))
@@ -97,7 +97,7 @@ def _torch_forward(
 def _greedy_matches(
     decoder: Decoder, model: torch.nn.Module, prompt: list[int], new_tokens: int, stop_ids: list[int]
 ) -> bool:
-    ours = list(greedy_tokens(decoder, prompt, new_tokens, frozenset(stop_ids)))
+    [ours] = greedy_continuations(decoder, [prompt], new_tokens, frozenset(stop_ids))
     config = GenerationConfig(
         do_sample=False, max_new_tokens=new_tokens, eos_token_id=stop_ids, pad_token_id=(stop_ids or [0])[0]
     )
@@ -107,16 +107,6 @@ def _greedy_matches(
             generation_config=config,
         )
     return output[0, len(prompt):].tolist() == ours
-
-
-def _left_padded(rows: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
-    width = max(len(row) for row in rows)
-    ids = np.zeros((len(rows), width), dtype=np.int64)
-    mask = np.zeros_like(ids)
-    for i, row in enumerate(rows):
-        ids[i, width - len(row):] = row
-        mask[i, width - len(row):] = 1
-    return ids, mask
 
 
 def _max_diff(a: np.ndarray, b: np.ndarray) -> float:

@@ -2,41 +2,41 @@
 
 from __future__ import annotations
 
-import os
-from dataclasses import dataclass
+import json
+import time
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
 
 from onnxforge.errors import BadInput
+from onnxforge.runtime.kv_cache import SHARED_BUFFER, SHARED_BUFFER_KEY, CacheLayout, KVCache
+from onnxforge.runtime.providers import ProviderSettings
+from onnxforge.runtime.session import open_session, session_device
 
-MODEL_FILE = "model.onnx"
 _ORT_FLOAT_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
-
-
-@dataclass(frozen=True)
-class CacheLayout:
-    """What the graph's past_key_values inputs look like: [batch, kv_heads, past, head_dim]."""
-
-    num_layers: int
-    num_kv_heads: int
-    head_dim: int
-    dtype: type
+_CONTEXT_KEYS = ("max_position_embeddings", "n_positions", "max_sequence_length")
 
 
 class Decoder:
     """A decoder-with-past graph: feed ids, mask, positions and past; get logits and present."""
 
-    def __init__(self, model_dir: str | Path, threads: int | None = None) -> None:
-        path = Path(model_dir) / MODEL_FILE
-        if not path.is_file():
-            raise BadInput(f"'{model_dir}' has no {MODEL_FILE}: give a folder written by onnxforge export")
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads or int(os.environ.get("ONNXFORGE_THREADS", "0"))
-        self.session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    def __init__(
+        self,
+        model_dir: str | Path,
+        providers: ProviderSettings = ProviderSettings(),
+        optimization: str = "all",
+        optimized_cache: Path | None = None,
+    ) -> None:
+        self.session = open_session(model_dir, providers, optimization, optimized_cache)
         self.layout = _cache_layout(self.session)
+        self.context_length = _context_length(Path(model_dir))
+        self.device = session_device(self.session)
+        self.device_id = providers.device_id
+        self.provider = self.session.get_providers()[0]
         self.output_names = [output.name for output in self.session.get_outputs()]
+        self._binding = self.session.io_binding()
+        self.run_seconds = 0.0
 
     def empty_past(self, batch: int) -> list[np.ndarray]:
         """Past keys/values of length 0, in input order (key then value for each layer)."""
@@ -51,13 +51,34 @@ class Decoder:
         position_ids: np.ndarray,
         past: list[np.ndarray],
     ) -> tuple[np.ndarray, list[np.ndarray]]:
-        """One graph call; returns float32 logits [batch, seq, vocab] and the present cache."""
+        """One plain call with numpy arrays; returns float32 logits [batch, seq, vocab] and the present cache."""
         feeds = {"input_ids": input_ids, "attention_mask": attention_mask, "position_ids": position_ids}
-        for i in range(self.layout.num_layers):
-            feeds[f"past_key_values.{i}.key"] = past[2 * i]
-            feeds[f"past_key_values.{i}.value"] = past[2 * i + 1]
+        feeds.update(zip(self.layout.past_names(), past))
         logits, *present = self.session.run(self.output_names, feeds)
         return logits.astype(np.float32, copy=False), present
+
+    def new_cache(self, batch: int, capacity: int) -> KVCache:
+        """An empty KV cache for `batch` rows of at most `capacity` positions, on the session's device."""
+        return KVCache(self.layout, batch, capacity, self.device, self.device_id)
+
+    def step(
+        self, cache: KVCache, input_ids: np.ndarray, attention_mask: np.ndarray, position_ids: np.ndarray
+    ) -> np.ndarray:
+        """One call through IO binding that updates `cache`; returns float32 logits of the last position."""
+        binding = self._binding
+        binding.clear_binding_inputs()
+        binding.clear_binding_outputs()
+        binding.bind_cpu_input("input_ids", input_ids)
+        binding.bind_cpu_input("attention_mask", attention_mask)
+        binding.bind_cpu_input("position_ids", position_ids)
+        binding.bind_output("logits", "cpu")
+        cache.bind(binding)
+        start = time.perf_counter()
+        self.session.run_with_iobinding(binding)
+        self.run_seconds += time.perf_counter() - start
+        logits, *present = binding.get_outputs()
+        cache.update(present)
+        return logits.numpy()[:, -1].astype(np.float32, copy=False)
 
 
 def _cache_layout(session: ort.InferenceSession) -> CacheLayout:
@@ -65,9 +86,18 @@ def _cache_layout(session: ort.InferenceSession) -> CacheLayout:
     if not past:
         raise BadInput("model.onnx has no past_key_values inputs: export it with onnxforge export")
     first = past[0]
+    metadata = session.get_modelmeta().custom_metadata_map
     return CacheLayout(
         num_layers=len(past) // 2,
         num_kv_heads=int(first.shape[1]),
         head_dim=int(first.shape[3]),
         dtype=_ORT_FLOAT_TYPES[first.type],
+        shared_buffer=metadata.get(SHARED_BUFFER_KEY) == SHARED_BUFFER,
     )
+
+
+def _context_length(folder: Path) -> int | None:
+    """The longest sequence the model was trained for, from config.json (None when unknown)."""
+    path = folder / "config.json"
+    config = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    return next((int(config[key]) for key in _CONTEXT_KEYS if key in config), None)

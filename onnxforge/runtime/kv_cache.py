@@ -1,0 +1,69 @@
+"""The KV cache between decoder calls, kept as ONNX Runtime values bound to the session.
+
+Two layouts, chosen from the graph's metadata:
+- growing (the exported graph concatenates past and new keys): each call's `present.*` outputs
+  stay where ONNX Runtime put them and are bound as the next call's `past_key_values.*`,
+  without a copy through numpy or to the host.
+- shared buffer (a graph whose attention is ORT's GroupQueryAttention, marked with the
+  metadata `onnxforge.kv_cache = shared_buffer`): one preallocated
+  [batch, kv_heads, capacity, head_dim] buffer per key and value is bound as both past and
+  present, and the kernel writes each new position in place.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import onnxruntime as ort
+
+SHARED_BUFFER_KEY = "onnxforge.kv_cache"
+SHARED_BUFFER = "shared_buffer"
+
+
+@dataclass(frozen=True)
+class CacheLayout:
+    """What the graph's past inputs look like: [batch, kv_heads, past, head_dim] per layer."""
+
+    num_layers: int
+    num_kv_heads: int
+    head_dim: int
+    dtype: type
+    shared_buffer: bool
+
+    def past_names(self) -> list[str]:
+        """Graph input names, key then value for each layer."""
+        return [f"past_key_values.{i}.{kind}" for i in range(self.num_layers) for kind in ("key", "value")]
+
+    def present_names(self) -> list[str]:
+        """Graph output names, in the same order as `past_names`."""
+        return [f"present.{i}.{kind}" for i in range(self.num_layers) for kind in ("key", "value")]
+
+
+class KVCache:
+    """Past keys and values for one batch, bound into an IOBinding before every call."""
+
+    def __init__(self, layout: CacheLayout, batch: int, capacity: int, device: str, device_id: int = 0) -> None:
+        self.layout, self.device, self.device_id = layout, device, device_id
+        length = capacity if layout.shared_buffer else 0
+        shape = (batch, layout.num_kv_heads, length, layout.head_dim)
+        self.values = [
+            ort.OrtValue.ortvalue_from_numpy(np.zeros(shape, layout.dtype), device, device_id)
+            for _ in range(2 * layout.num_layers)
+        ]
+        self.capacity = capacity
+
+    def bind(self, binding: ort.IOBinding) -> None:
+        """Bind the past inputs and the present outputs (to the same buffers when shared)."""
+        for name, value in zip(self.layout.past_names(), self.values):
+            binding.bind_ortvalue_input(name, value)
+        for name, value in zip(self.layout.present_names(), self.values):
+            if self.layout.shared_buffer:
+                binding.bind_ortvalue_output(name, value)
+            else:
+                binding.bind_output(name, self.device, self.device_id)
+
+    def update(self, present: list[ort.OrtValue]) -> None:
+        """Take the call's present outputs as the next past (nothing to do for a shared buffer)."""
+        if not self.layout.shared_buffer:
+            self.values = present

@@ -1,0 +1,121 @@
+"""The token loop: prefill a left-padded batch, then decode one token per call with per-row stopping.
+
+Kept small on purpose (after llama2.c's `generate`): the KV cache lives in ONNX Runtime values
+bound to the session, and per step the loop only builds three tiny arrays and picks tokens.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import numpy as np
+
+from onnxforge.runtime.decoder import Decoder
+from onnxforge.runtime.sampling import SamplingSettings, next_tokens
+
+FINISHED = -1
+
+
+@dataclass
+class LoopStats:
+    """Where the time went: prefill (time to first token), decode steps, and time inside onnxruntime."""
+
+    prompt_tokens: int = 0
+    prefill_s: float = 0.0
+    decode_s: float = 0.0
+    decode_steps: int = 0
+    decode_tokens: int = 0
+    decode_session_s: float = 0.0
+
+    @property
+    def decode_tokens_per_s(self) -> float:
+        """Tokens produced by decode steps (all rows) per second; 0 when nothing was decoded."""
+        return self.decode_tokens / self.decode_s if self.decode_s else 0.0
+
+    @property
+    def overhead_s_per_step(self) -> float:
+        """Time per decode step spent outside `session.run`: binding, sampling, Python."""
+        return (self.decode_s - self.decode_session_s) / self.decode_steps if self.decode_steps else 0.0
+
+
+class TokenLoop:
+    """Iterate to get, per step, one new token per row ([rows] int64, FINISHED for stopped rows)."""
+
+    def __init__(
+        self,
+        decoder: Decoder,
+        rows: list[list[int]],
+        max_new_tokens: int,
+        sampling: SamplingSettings = SamplingSettings(),
+        stop_ids: frozenset[int] = frozenset(),
+    ) -> None:
+        self.decoder, self.rows, self.max_new_tokens = decoder, rows, max_new_tokens
+        self.sampling, self.stop_ids = sampling, np.array(sorted(stop_ids), dtype=np.int64)
+        self.finished = np.zeros(len(rows), dtype=bool)
+        self.stats = LoopStats(prompt_tokens=sum(len(row) for row in rows))
+
+    def stop_row(self, row: int) -> None:
+        """Stop generating for `row` (the others go on)."""
+        self.finished[row] = True
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        ids, mask = left_pad(self.rows)
+        positions = np.clip(mask.cumsum(axis=1) - 1, 0, None)
+        cache = self.decoder.new_cache(len(self.rows), ids.shape[1] + self.max_new_tokens)
+        rng = np.random.default_rng(self.sampling.seed)
+        seen: np.ndarray | None = None
+        for step in range(self.max_new_tokens):
+            start, session_before = time.perf_counter(), self.decoder.run_seconds
+            logits = self.decoder.step(cache, ids, mask, positions)
+            seen = _seen_tokens(logits.shape[-1], self.rows) if seen is None else seen
+            tokens = np.where(self.finished, FINISHED, next_tokens(logits, seen, self.sampling, rng))
+            seen[np.arange(len(tokens)), tokens] |= tokens != FINISHED
+            self._count(step, tokens, time.perf_counter() - start, self.decoder.run_seconds - session_before)
+            yield tokens
+            self.finished |= np.isin(tokens, self.stop_ids)
+            if self.finished.all():
+                return
+            ids = np.where(tokens == FINISHED, 0, tokens)[:, None]
+            mask = np.concatenate([mask, np.ones_like(ids)], axis=1)
+            positions = positions[:, -1:] + 1
+
+    def _count(self, step: int, tokens: np.ndarray, seconds: float, session_seconds: float) -> None:
+        if step == 0:
+            self.stats.prefill_s = seconds
+            return
+        self.stats.decode_s += seconds
+        self.stats.decode_steps += 1
+        self.stats.decode_tokens += int((tokens != FINISHED).sum())
+        self.stats.decode_session_s += session_seconds
+
+
+def left_pad(rows: list[list[int]], pad_id: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """ids and attention mask [rows, longest], shorter rows padded on the left."""
+    longest = max(len(row) for row in rows)
+    ids = np.full((len(rows), longest), pad_id, dtype=np.int64)
+    mask = np.zeros((len(rows), longest), dtype=np.int64)
+    for i, row in enumerate(rows):
+        ids[i, longest - len(row):] = row
+        mask[i, longest - len(row):] = 1
+    return ids, mask
+
+
+def _seen_tokens(vocab: int, rows: list[list[int]]) -> np.ndarray:
+    seen = np.zeros((len(rows), vocab), dtype=bool)
+    for i, row in enumerate(rows):
+        seen[i, row] = True
+    return seen
+
+
+def greedy_continuations(
+    decoder: Decoder, rows: list[list[int]], max_new_tokens: int, stop_ids: frozenset[int] = frozenset()
+) -> list[list[int]]:
+    """Greedy new ids of each row, a final stop id included, as transformers' generate returns them."""
+    new: list[list[int]] = [[] for _ in rows]
+    for tokens in TokenLoop(decoder, rows, max_new_tokens, stop_ids=stop_ids):
+        for row, token in enumerate(tokens.tolist()):
+            if token != FINISHED:
+                new[row].append(token)
+    return new
