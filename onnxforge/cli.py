@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 import warnings
@@ -33,6 +34,21 @@ def _validate(args: argparse.Namespace) -> int:
     return EXIT_OK if parity["passed"] else EXIT_FAILED
 
 
+def _generate(args: argparse.Namespace) -> int:
+    from onnxforge.generate_cli import run_generate
+
+    return run_generate(args)
+
+
+def _chat(args: argparse.Namespace) -> int:
+    from onnxforge.chat import chat_loop
+    from onnxforge.generate_cli import generator_from_args, settings_from_args
+
+    settings = settings_from_args(args)
+    chat_loop(generator_from_args(args), settings)
+    return EXIT_OK
+
+
 def _demo(args: argparse.Namespace) -> int:
     from onnxforge.demo import run_demo
 
@@ -61,11 +77,29 @@ def build_parser() -> argparse.ArgumentParser:
     validate.add_argument("--tolerance", type=float, default=DEFAULT_TOLERANCE, help="max abs logits difference")
     validate.set_defaults(run=_validate)
 
+    _add_generate_parsers(commands)
     demo = commands.add_parser("demo", help="export the default model (cached) and answer a chat prompt")
     demo.add_argument("--prompt", default="What is the capital of France?")
     demo.add_argument("--max-new-tokens", type=int, default=64)
     demo.set_defaults(run=_demo)
     return parser
+
+
+def _add_generate_parsers(commands: argparse._SubParsersAction) -> None:
+    from onnxforge.generate_cli import add_runtime_arguments
+
+    generate = commands.add_parser("generate", help="answer prompts with an exported folder (no torch needed)")
+    add_runtime_arguments(generate, max_new_tokens=256)
+    generate.add_argument("prompt", metavar="PROMPT", nargs="+", help="one or more prompts (several: one batch)")
+    generate.add_argument("--raw", action="store_true", help="do not wrap the prompt in the chat template")
+    generate.add_argument("--stream", action="store_true", help="print the answer as it is generated")
+    generate.add_argument("--truncate", action="store_true", help="keep the last tokens of a prompt too long to fit")
+    generate.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    generate.set_defaults(run=_generate)
+
+    chat = commands.add_parser("chat", help="talk with an exported folder (streams; /reset, /exit)")
+    add_runtime_arguments(chat, max_new_tokens=512)
+    chat.set_defaults(run=_chat)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -92,8 +126,18 @@ def _run_reporting_errors(run: Callable[[argparse.Namespace], int], args: argpar
         return EXIT_FAILED
 
 
+class _ConsoleLogHandler(logging.Handler):
+    """Our own log lines (such as a provider fallback) as one line each on stderr."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        console.print(f"[yellow]{record.levelname.lower()}:[/yellow] {record.getMessage()}", soft_wrap=True)
+
+
 def _quiet_libraries() -> None:
-    """Keep library chatter off stderr so that our own lines stand out."""
+    """Keep library chatter off stderr so that our own lines stand out; show ours through the console."""
+    logger = logging.getLogger("onnxforge")
+    if not any(isinstance(handler, _ConsoleLogHandler) for handler in logger.handlers):
+        logger.addHandler(_ConsoleLogHandler())
     os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
     os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
     warnings.filterwarnings("ignore")

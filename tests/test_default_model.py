@@ -10,6 +10,9 @@ import pytest
 
 from onnxforge.demo import run_demo
 from onnxforge.exporter.export import export_model
+from onnxforge.exporter.validate import torch_greedy
+from onnxforge.models import load_source
+from onnxforge.runtime.generate import GenerationSettings, Generator
 
 pytestmark = pytest.mark.slow
 MIB = 1024 * 1024
@@ -45,3 +48,13 @@ def test_demo_reuses_the_export_and_answers_paris(
     answer = run_demo("What is the capital of France?", max_new_tokens=32)
     assert "Paris" in answer
     assert (folder / "model.onnx").stat().st_mtime_ns == before
+
+
+def test_batched_chat_generation_matches_torch_for_64_tokens(default_export: tuple[Path, dict[str, Any]]) -> None:
+    generator = Generator(default_export[0])
+    prompts = ["What is the capital of France?", "Write a short poem about the sea.", "How do I sort a list in Python?"]
+    rows = [generator.prompt_ids(prompt) for prompt in prompts]
+    ours = generator.run(rows, GenerationSettings(max_new_tokens=64)).complete().completions
+    model = load_source("smollm2-135m").model
+    stop_ids = sorted(generator.stop_ids)
+    assert [c.token_ids for c in ours] == [torch_greedy(model, row, 64, stop_ids) for row in rows]

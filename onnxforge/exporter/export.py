@@ -21,7 +21,7 @@ from onnxforge.exporter.validate import check_parity
 from onnxforge.manifest import folder_bytes, write_manifest
 from onnxforge.models import LoadedModel, load_source
 from onnxforge.progress import Steps
-from onnxforge.runtime.decoder import MODEL_FILE
+from onnxforge.runtime.session import MODEL_FILE
 
 EXTERNAL_DATA_FILE = MODEL_FILE + "_data"
 _VERSIONED = ("torch", "transformers", "onnx", "onnx-ir", "onnxscript", "onnxruntime")

@@ -98,6 +98,11 @@ def _greedy_matches(
     decoder: Decoder, model: torch.nn.Module, prompt: list[int], new_tokens: int, stop_ids: list[int]
 ) -> bool:
     [ours] = greedy_continuations(decoder, [prompt], new_tokens, frozenset(stop_ids))
+    return torch_greedy(model, prompt, new_tokens, stop_ids) == ours
+
+
+def torch_greedy(model: torch.nn.Module, prompt: list[int], new_tokens: int, stop_ids: list[int]) -> list[int]:
+    """The new ids of transformers' greedy generate for one prompt (a final stop id included)."""
     config = GenerationConfig(
         do_sample=False, max_new_tokens=new_tokens, eos_token_id=stop_ids, pad_token_id=(stop_ids or [0])[0]
     )
@@ -106,7 +111,7 @@ def _greedy_matches(
             torch.tensor([prompt]), attention_mask=torch.ones(1, len(prompt), dtype=torch.int64),
             generation_config=config,
         )
-    return output[0, len(prompt):].tolist() == ours
+    return output[0, len(prompt):].tolist()
 
 
 def _max_diff(a: np.ndarray, b: np.ndarray) -> float:

@@ -54,7 +54,7 @@ class ProviderSettings:
 
 @dataclass(frozen=True)
 class ProviderChoice:
-    """The providers handed to onnxruntime, in order, and why others were skipped."""
+    """The providers handed to onnxruntime, in order, and the ones skipped as unavailable."""
 
     names: tuple[str, ...]
     options: tuple[dict[str, Any], ...]
@@ -65,17 +65,14 @@ def choose_providers(settings: ProviderSettings, available: list[str] | None = N
     """The usable providers of `settings` on this onnxruntime build, with fallbacks unless strict."""
     offered = set(available if available is not None else ort.get_available_providers())
     wanted = _with_fallbacks(settings.preference) if not settings.strict else settings.preference
-    names, skipped = [], []
-    for name in wanted:
-        if ORT_NAMES[name] in offered:
-            names.append(name)
-        else:
-            skipped.append(f"{name} is not offered by this onnxruntime build ({', '.join(sorted(offered))})")
-    if settings.strict and skipped:
-        raise BadInput(f"{skipped[0]}: install onnxruntime-gpu or drop --strict-provider")
-    for reason in skipped:
-        log.warning("%s; falling back to %s", reason, names[0])
-    return ProviderChoice(tuple(names), tuple(_options(name, settings) for name in names), tuple(skipped))
+    names = tuple(name for name in wanted if ORT_NAMES[name] in offered)
+    skipped = tuple(name for name in wanted if name not in names)
+    if skipped:
+        reason = f"{', '.join(skipped)} not offered by this onnxruntime build (it has {', '.join(sorted(offered))})"
+        if settings.strict or not names:
+            raise BadInput(f"{reason}: install onnxruntime-gpu with the matching CUDA, or drop --strict-provider")
+        log.warning("%s; using %s", reason, names[0])
+    return ProviderChoice(names, tuple(_options(name, settings) for name in names), skipped)
 
 
 def _with_fallbacks(preference: tuple[str, ...]) -> tuple[str, ...]:
