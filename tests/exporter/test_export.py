@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable
 from pathlib import Path
 
@@ -93,3 +94,15 @@ def test_a_higher_opset_is_exported_and_recorded(tmp_path: Path) -> None:
     model = onnx.load(tmp_path / "out" / "model.onnx", load_external_data=False)
     assert manifest["opset"] == 21 == next(o.version for o in model.opset_import if o.domain == "")
     assert manifest["parity"]["passed"]
+
+
+def test_onnxruntime_fuses_every_rmsnorm_of_the_export(export_tiny: Callable[[str], Path], tmp_path: Path) -> None:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.optimized_model_filepath = str(tmp_path / "optimized.onnx")
+    options.log_severity_level = 3
+    ort.InferenceSession(str(export_tiny("llama") / "model.onnx"), options, providers=["CPUExecutionProvider"])
+    optimized = onnx.load(tmp_path / "optimized.onnx", load_external_data=False)
+    ops = Counter(node.op_type for node in optimized.graph.node)
+    assert ops["SimplifiedLayerNormalization"] == 2 * 2 + 1 and ops["Reciprocal"] == 0
