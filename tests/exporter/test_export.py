@@ -106,3 +106,9 @@ def test_onnxruntime_fuses_every_rmsnorm_of_the_export(export_tiny: Callable[[st
     optimized = onnx.load(tmp_path / "optimized.onnx", load_external_data=False)
     ops = Counter(node.op_type for node in optimized.graph.node)
     assert ops["SimplifiedLayerNormalization"] == 2 * 2 + 1 and ops["Reciprocal"] == 0
+
+
+def test_the_key_transpose_is_one_node(export_tiny: Callable[[str], Path]) -> None:
+    model = onnx.load(export_tiny("llama") / "model.onnx", load_external_data=False)
+    perms = [tuple(a.ints) for n in model.graph.node if n.op_type == "Transpose" for a in n.attribute]
+    assert (0, 2, 1) not in perms and perms.count((0, 1, 3, 2)) == 2
