@@ -49,6 +49,28 @@ def _chat(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _eval(args: argparse.Namespace) -> int:
+    import json
+
+    from onnxforge.eval.run import check_folder, check_task, evaluate_folder, evaluate_reference
+    from onnxforge.show import print_eval
+
+    folder = Path(args.dir)
+    check_task(args.task, args.limit)
+    check_folder(folder)
+    results = [evaluate_folder(folder, args.task, args.limit, args.threads, args.token_budget)]
+    if args.reference:
+        results.append(evaluate_reference(folder, args.reference, args.task, args.limit, args.threads,
+                                          args.token_budget))
+    print_eval(results, ["onnxruntime", f"torch ({args.reference})"])
+    if args.json:
+        report = dict(results[0])
+        if args.reference:
+            report["reference"] = {"source": args.reference, **results[1]}
+        print(json.dumps(report))
+    return EXIT_OK
+
+
 def _demo(args: argparse.Namespace) -> int:
     from onnxforge.demo import run_demo
 
@@ -78,6 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     validate.set_defaults(run=_validate)
 
     _add_generate_parsers(commands)
+    _add_eval_parser(commands)
     demo = commands.add_parser("demo", help="export the default model (cached) and answer a chat prompt")
     demo.add_argument("--prompt", default="What is the capital of France?")
     demo.add_argument("--max-new-tokens", type=int, default=64)
@@ -100,6 +123,20 @@ def _add_generate_parsers(commands: argparse._SubParsersAction) -> None:
     chat = commands.add_parser("chat", help="talk with an exported folder (streams; /reset, /exit)")
     add_runtime_arguments(chat, max_new_tokens=512)
     chat.set_defaults(run=_chat)
+
+
+def _add_eval_parser(commands: argparse._SubParsersAction) -> None:
+    from onnxforge.eval.run import TASKS
+
+    evaluate = commands.add_parser("eval", help="perplexity / task accuracy of a folder, through onnxruntime")
+    evaluate.add_argument("dir", metavar="DIR")
+    evaluate.add_argument("--task", required=True, help=f"one of {', '.join(TASKS)}")
+    evaluate.add_argument("--limit", type=int, help="first N windows / questions / texts (default: all)")
+    evaluate.add_argument("--reference", metavar="SOURCE", help="also evaluate this torch source (needs [export])")
+    evaluate.add_argument("--threads", type=int, default=0, help="threads for onnxruntime and torch (0 = all)")
+    evaluate.add_argument("--token-budget", type=int, default=2048, help="tokens per scoring batch")
+    evaluate.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    evaluate.set_defaults(run=_eval)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -8,6 +8,8 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from onnxforge.progress import console
+
 _MIB = 1024 * 1024
 stdout = Console(highlight=False)
 
@@ -37,3 +39,19 @@ def print_export_summary(out: Path, manifest: dict[str, Any]) -> None:
     stdout.print(table)
     if "parity" in manifest:
         print_parity(manifest["parity"])
+
+
+def print_eval(results: list[dict[str, Any]], engines: list[str]) -> None:
+    """One row per engine with the task's metrics, then the settings that make them comparable."""
+    metrics = [key for key in results[0] if key not in ("task", "n", "settings", "seconds")]
+    table = Table(title=f"{results[0]['task']}, n = {results[0]['n']}")
+    for column in ("engine", *metrics, "seconds"):
+        table.add_column(column)
+    for engine, result in zip(engines, results):
+        table.add_row(engine, *(_figure(result[key]) for key in metrics), f"{result['seconds']:.0f}")
+    console.print(table)
+    console.print(f"[dim]settings: {results[0]['settings']}[/dim]")
+
+
+def _figure(value: Any) -> str:
+    return f"{value:.4f}" if isinstance(value, float) else str(value)

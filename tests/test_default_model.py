@@ -58,3 +58,19 @@ def test_batched_chat_generation_matches_torch_for_64_tokens(default_export: tup
     model = load_source("smollm2-135m").model
     stop_ids = sorted(generator.stop_ids)
     assert [c.token_ids for c in ours] == [torch_greedy(model, row, 64, stop_ids) for row in rows]
+
+
+@pytest.mark.parametrize(("task", "limit"), [("wikitext2", 3), ("arc_easy", 20)])
+def test_default_model_evaluates_the_same_through_onnx_and_torch(
+    task: str, limit: int, default_export: tuple[Path, dict[str, Any]]
+) -> None:
+    from onnxforge.eval.run import evaluate_folder, evaluate_reference
+
+    folder = default_export[0]
+    ours = evaluate_folder(folder, task, limit, threads=0, token_budget=2048)
+    theirs = evaluate_reference(folder, "smollm2-135m", task, limit, threads=0, token_budget=2048)
+    if task == "wikitext2":
+        assert ours["perplexity"] == pytest.approx(theirs["perplexity"], rel=5e-3)
+        assert 20 < ours["perplexity"] < 40
+    else:
+        assert ours["acc"] == theirs["acc"] and ours["acc_norm"] == theirs["acc_norm"]

@@ -1,0 +1,1 @@
+"""Measuring models: perplexity and task accuracy (through our runtime or torch), speed, memory, size."""

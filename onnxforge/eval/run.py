@@ -1,0 +1,101 @@
+"""`onnxforge eval`: run one task on an exported folder (ONNX Runtime) and optionally on its torch source."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+from onnxforge.errors import BadInput
+from onnxforge.eval import tasks
+from onnxforge.eval.scoring import LogitsFn, Request, Score, onnx_logits, score_requests
+from onnxforge.progress import console
+
+Builder = Callable[[tasks.Encode, int | None], tuple[list[Request], dict[str, Any]]]
+
+
+@dataclass(frozen=True)
+class Task:
+    """How to build a task's requests and turn its scores into metrics."""
+
+    build: Builder
+    metrics: Callable[..., dict[str, float]]
+    settings: dict[str, Any]
+
+
+TASKS = {
+    "wikitext2": Task(lambda enc, lim: (tasks.wikitext2_requests(enc, lim), {}), tasks.wikitext2_metrics,
+                      {"window": tasks.WINDOW, "stride": tasks.STRIDE, "bos": False, "limit_counts": "windows"}),
+    "arc_easy": Task(lambda enc, lim: _with_questions(*tasks.arc_easy_requests(enc, lim)), tasks.arc_easy_metrics,
+                     {"shots": 0, "prompt": "Question: {question}\\nAnswer:", "acc_norm": "per UTF-8 byte",
+                      "limit_counts": "questions"}),
+    "lambada": Task(lambda enc, lim: (tasks.lambada_requests(enc, lim), {}), tasks.lambada_metrics,
+                    {"variant": "openai", "acc": "greedy, every token of the last word", "limit_counts": "texts"}),
+}
+
+
+def _with_questions(requests: list[Request], questions: list[dict[str, Any]]) -> tuple[list[Request], dict[str, Any]]:
+    return requests, {"questions": questions}
+
+
+def check_task(name: str, limit: int | None) -> Task:
+    """The task called `name`; BadInput for unknown names and a limit below 1."""
+    if name not in TASKS:
+        raise BadInput(f"unknown task '{name}': choose from {', '.join(TASKS)}")
+    if limit is not None and limit < 1:
+        raise BadInput(f"--limit must be >= 1 (got {limit}); leave it out to evaluate everything")
+    return TASKS[name]
+
+
+def check_folder(folder: Path) -> None:
+    """Refuse folders that onnxforge did not write (no onnxforge.json next to model.onnx)."""
+    if not (folder / "model.onnx").is_file() or not (folder / "onnxforge.json").is_file():
+        raise BadInput(f"'{folder}' is not an onnxforge model folder (needs model.onnx and onnxforge.json): "
+                       "export one with onnxforge export")
+
+
+def evaluate(
+    name: str, logits: LogitsFn, encode: tasks.Encode, limit: int | None, token_budget: int, label: str
+) -> dict[str, Any]:
+    """Score the task with `logits`; returns metrics, n, settings and seconds."""
+    task = check_task(name, limit)
+    start = time.perf_counter()
+    requests, extra = task.build(encode, limit)
+    scores = _score_with_progress(logits, requests, token_budget, f"{name} ({label})")
+    metrics = task.metrics(scores, **extra)
+    n = len(extra.get("questions", requests))
+    settings = {**task.settings, "limit": limit, "token_budget": token_budget}
+    return {"task": name, "n": n, **metrics, "settings": settings, "seconds": round(time.perf_counter() - start, 1)}
+
+
+def _score_with_progress(logits: LogitsFn, requests: list[Request], budget: int, label: str) -> list[Score]:
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=console, transient=True) as progress:
+        bar = progress.add_task(label, total=len(requests))
+        return score_requests(logits, requests, budget, lambda n: progress.advance(bar, n))
+
+
+def evaluate_folder(folder: Path, name: str, limit: int | None, threads: int, token_budget: int) -> dict[str, Any]:
+    """The task on `folder` through ONNX Runtime (no torch)."""
+    from onnxforge.runtime.decoder import Decoder
+    from onnxforge.runtime.providers import ProviderSettings
+    from onnxforge.runtime.text import TextCodec
+
+    check_task(name, limit)
+    check_folder(folder)
+    codec = TextCodec(folder)
+    logits = onnx_logits(Decoder(folder, ProviderSettings(threads=threads)))
+    return evaluate(name, logits, codec.encode, limit, token_budget, "onnxruntime")
+
+
+def evaluate_reference(folder: Path, source: str, name: str, limit: int | None, threads: int,
+                       token_budget: int) -> dict[str, Any]:
+    """The same task on the torch model of `source`, tokenized by the folder's tokenizer."""
+    from onnxforge.eval.reference import torch_logits
+    from onnxforge.runtime.text import TextCodec
+
+    return evaluate(name, torch_logits(source, threads), TextCodec(folder).encode, limit, token_budget, "torch")

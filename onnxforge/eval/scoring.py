@@ -1,0 +1,90 @@
+"""Log-likelihood of continuations: the one measurement every task is built on.
+
+A request is (token ids, start): the score is the sum of log p(ids[t] | ids[:t]) for t >= start,
+and whether every one of those tokens is also the argmax (greedy). Requests are batched by
+length with right padding under a token budget; the same code scores through ONNX Runtime
+(our Decoder, no torch) or through a torch model, so a difference between the two comes from the
+model, never from the scoring.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from onnxforge.runtime.decoder import Decoder
+
+Request = tuple[list[int], int]
+LogitsFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
+
+
+@dataclass(frozen=True)
+class Score:
+    """Sum of log-probabilities of the scored tokens, their count, and whether all were greedy."""
+
+    logprob: float
+    tokens: int
+    greedy: bool
+
+
+def onnx_logits(decoder: Decoder) -> LogitsFn:
+    """Logits [batch, seq, vocab] of a right-padded batch, through ONNX Runtime with an empty past."""
+
+    def logits(ids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        positions = np.broadcast_to(np.arange(ids.shape[1], dtype=np.int64), ids.shape)
+        return decoder.forward(ids, mask, np.ascontiguousarray(positions), decoder.empty_past(ids.shape[0]))[0]
+
+    return logits
+
+
+def score_requests(
+    logits: LogitsFn, requests: Sequence[Request], token_budget: int = 4096, progress: Callable[[int], None] = lambda n: None
+) -> list[Score]:
+    """Scores in the order of `requests`; `progress(n)` after each batch of n requests."""
+    if any(not 1 <= start < len(ids) for ids, start in requests):
+        raise ValueError("every request needs a context token before its first scored token")
+    scores: list[Score | None] = [None] * len(requests)
+    for batch in _batches(requests, token_budget):
+        rows = [requests[i] for i in batch]
+        ids, mask = _right_padded([row for row, _ in rows])
+        all_logits = logits(ids, mask)
+        for index, (row, start), row_logits in zip(batch, rows, all_logits):
+            scores[index] = _score_row(row_logits, row, start)
+        progress(len(batch))
+    return scores  # type: ignore[return-value]
+
+
+def _score_row(logits: np.ndarray, ids: list[int], start: int) -> Score:
+    predicting = logits[start - 1:len(ids) - 1]
+    targets = np.array(ids[start:])
+    peak = predicting.max(-1, keepdims=True)
+    log_norm = np.log(np.exp(predicting - peak).sum(-1, dtype=np.float64)) + peak[:, 0]
+    logprobs = predicting[np.arange(len(targets)), targets].astype(np.float64) - log_norm
+    greedy = bool((predicting.argmax(-1) == targets).all())
+    return Score(float(logprobs.sum()), len(targets), greedy)
+
+
+def _batches(requests: Sequence[Request], token_budget: int) -> Iterator[list[int]]:
+    """Indices grouped longest first so that a batch pads little and stays within the budget."""
+    order = sorted(range(len(requests)), key=lambda i: -len(requests[i][0]))
+    batch: list[int] = []
+    for index in order:
+        width = len(requests[batch[0]][0]) if batch else len(requests[index][0])
+        if batch and width * (len(batch) + 1) > token_budget:
+            yield batch
+            batch = []
+        batch.append(index)
+    if batch:
+        yield batch
+
+
+def _right_padded(rows: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
+    width = max(len(row) for row in rows)
+    ids = np.zeros((len(rows), width), dtype=np.int64)
+    mask = np.zeros_like(ids)
+    for i, row in enumerate(rows):
+        ids[i, :len(row)] = row
+        mask[i, :len(row)] = 1
+    return ids, mask
