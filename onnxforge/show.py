@@ -41,17 +41,39 @@ def print_export_summary(out: Path, manifest: dict[str, Any]) -> None:
         print_parity(manifest["parity"])
 
 
-def print_eval(results: list[dict[str, Any]], engines: list[str]) -> None:
+def print_eval(results: list[dict[str, Any]]) -> None:
     """One row per engine with the task's metrics, then the settings that make them comparable."""
-    metrics = [key for key in results[0] if key not in ("task", "n", "settings", "seconds")]
+    metrics = [key for key in results[0] if key not in ("task", "n", "settings", "seconds", "model", "engine")]
     table = Table(title=f"{results[0]['task']}, n = {results[0]['n']}")
     for column in ("engine", *metrics, "seconds"):
         table.add_column(column)
-    for engine, result in zip(engines, results):
-        table.add_row(engine, *(_figure(result[key]) for key in metrics), f"{result['seconds']:.0f}")
+    for result in results:
+        table.add_row(f"{result['engine']} ({result['model']})", *(_figure(result[key]) for key in metrics),
+                      f"{result['seconds']:.0f}")
     console.print(table)
     console.print(f"[dim]settings: {results[0]['settings']}[/dim]")
 
 
 def _figure(value: Any) -> str:
     return f"{value:.4f}" if isinstance(value, float) else str(value)
+
+
+def print_bench(report: dict[str, Any]) -> None:
+    """One row per engine run (median, with min-max), skipped anchors with their reason."""
+    settings = report["settings"]
+    table = Table(title=f"{settings['new_tokens']} new tokens, {settings['threads']} threads, "
+                        f"median (min-max) of {settings['repeats']}")
+    for column in ("engine", "batch", "MiB on disk", "load s", "TTFT ms", "decode tok/s", "prefill tok/s", "peak RSS MiB"):
+        table.add_column(column)
+    for run in report["runs"]:
+        if "skipped" in run:
+            table.add_row(run["engine"], "", "", "", "", f"skipped: {run['skipped']}", "", "")
+            continue
+        table.add_row(run["engine"], str(run["batch"]), f"{run['model_bytes'] / _MIB:.0f}" if run["model_bytes"] else "-",
+                      f"{run['load_s']:.1f}", f"{run['ttft_s']['median'] * 1000:.0f}", _spread(run["decode_tokens_per_s"]),
+                      f"{run['prefill_tokens_per_s']['median']:.0f}", f"{run['peak_rss_bytes'] / _MIB:.0f}")
+    console.print(table)
+
+
+def _spread(figure: dict[str, float]) -> str:
+    return f"{figure['median']:.1f} ({figure['min']:.1f}-{figure['max']:.1f})"

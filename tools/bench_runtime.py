@@ -26,20 +26,11 @@ import onnxruntime as ort
 from rich.console import Console
 from rich.table import Table
 
+from onnxforge.eval.bench import PROMPTS
 from onnxforge.runtime.generate import Generator
 from onnxforge.runtime.loop import TokenLoop, greedy_continuations
 from onnxforge.runtime.providers import ProviderSettings
 
-PROMPTS = [
-    "Write a short story about a robot who learns to paint.",
-    "What is the capital of France?",
-    "Explain how a rainbow forms.",
-    "Give me three tips for learning Python.",
-    "Describe the water cycle in simple words.",
-    "Why is the sky blue?",
-    "Write a haiku about autumn leaves.",
-    "What are the benefits of regular exercise?",
-]
 console = Console(stderr=True)
 Timing = dict[str, float]
 

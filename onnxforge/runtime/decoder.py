@@ -30,7 +30,7 @@ class Decoder:
     ) -> None:
         self.session = open_session(model_dir, providers, optimization, optimized_cache)
         self.layout = _cache_layout(self.session)
-        self.context_length = _context_length(Path(model_dir))
+        self.context_length = context_length(Path(model_dir))
         self.device = session_device(self.session)
         self.device_id = providers.device_id
         self.provider = self.session.get_providers()[0]
@@ -96,7 +96,7 @@ def _cache_layout(session: ort.InferenceSession) -> CacheLayout:
     )
 
 
-def _context_length(folder: Path) -> int | None:
+def context_length(folder: Path) -> int | None:
     """The longest sequence the model was trained for, from config.json (None when unknown)."""
     path = folder / "config.json"
     config = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}

@@ -1,0 +1,1 @@
+"""Engines timed by `onnxforge bench`: ours, and the anchors we compete with (each in its own process)."""
