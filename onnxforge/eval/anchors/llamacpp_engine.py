@@ -16,6 +16,7 @@ class LlamaCppEngine:
         self.llm = Llama(model_path=model, n_threads=threads, n_threads_batch=threads, n_ctx=2048, verbose=False)
 
     def token_times(self, rows: list[list[int]], new_tokens: int) -> list[float]:
+        self.llm.reset()  # otherwise generate() reuses the cached prompt and the time to first token is ~0
         start, times = time.perf_counter(), []
         for _ in self.llm.generate(rows[0], top_k=1, temp=0.0, reset=True):
             times.append(time.perf_counter() - start)
