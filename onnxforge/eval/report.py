@@ -95,11 +95,14 @@ def _plot_decode_speed(bench: dict[str, Any], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     runs = [r for r in bench["runs"] if "skipped" not in r]
-    labels = [f"{r['engine']}\nbatch {r['batch']}" for r in runs]
-    figure, axes = plt.subplots(figsize=(max(6, 1.3 * len(runs)), 4))
-    axes.bar(labels, [r["decode_tokens_per_s"]["median"] for r in runs])
-    axes.set(ylabel="decode tokens/s (median)", title=f"decode speed, {bench['settings']['threads']} threads")
-    axes.tick_params(axis="x", labelsize=7)
+    labels = [f"{r['engine']} (batch {r['batch']})" for r in runs]
+    speeds = [r["decode_tokens_per_s"]["median"] for r in runs]
+    figure, axes = plt.subplots(figsize=(7, 0.45 * len(runs) + 1.2))
+    bars = axes.barh(labels, speeds)
+    axes.bar_label(bars, fmt="%.1f", padding=3, fontsize=8)
+    axes.invert_yaxis()
+    axes.set(xlabel="decode tokens/s (median)", title=f"decode speed, {bench['settings']['threads']} threads")
+    axes.margins(x=0.15)
     figure.tight_layout()
     figure.savefig(path, dpi=120)
     plt.close(figure)
