@@ -13,7 +13,7 @@ from onnxforge.progress import console
 from onnxforge.runtime.generate import GenerationRun, GenerationSettings, Generator
 from onnxforge.runtime.providers import ORT_NAMES, ProviderSettings
 from onnxforge.runtime.sampling import SamplingSettings
-from onnxforge.runtime.session import OPTIMIZATION_LEVELS
+from onnxforge.runtime.session import OPTIMIZATION_LEVELS, SessionSettings
 
 
 def add_runtime_arguments(parser: argparse.ArgumentParser, max_new_tokens: int) -> None:
@@ -43,7 +43,7 @@ def generator_from_args(args: argparse.Namespace) -> Generator:
     """Open the folder with the provider settings given on the command line."""
     providers = ProviderSettings.parse(args.provider, strict=args.strict_provider, threads=args.threads,
                                        device_id=args.device_id, trt_cache_dir=args.trt_cache, trt_fp16=args.trt_fp16)
-    return Generator(args.dir, providers, args.optimization, args.ort_cache)
+    return Generator(args.dir, SessionSettings(providers, args.optimization, args.ort_cache))
 
 
 def settings_from_args(args: argparse.Namespace, truncate: bool = False) -> GenerationSettings:

@@ -29,7 +29,7 @@ from rich.table import Table
 from onnxforge.eval.bench import PROMPTS
 from onnxforge.runtime.generate import Generator
 from onnxforge.runtime.loop import TokenLoop, greedy_continuations
-from onnxforge.runtime.providers import ProviderSettings
+from onnxforge.runtime.session import SessionSettings
 
 console = Console(stderr=True)
 Timing = dict[str, float]
@@ -162,9 +162,9 @@ def measure_engine(engine: str, folder: Path, threads: int, repeats: int, new_to
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads
         session = ort.InferenceSession(str(folder / "model.onnx"), options, providers=["CPUExecutionProvider"])
-        prompt = Generator(folder, ProviderSettings(threads=threads)).prompt_ids(PROMPTS[0])
+        prompt = Generator(folder, SessionSettings.with_threads(threads)).prompt_ids(PROMPTS[0])
         return repeat(lambda: plain_loop(session, prompt, new_tokens), repeats)
-    generator = Generator(folder, ProviderSettings(threads=threads))
+    generator = Generator(folder, SessionSettings.with_threads(threads))
     rows = [generator.prompt_ids(prompt) for prompt in PROMPTS]
     if engine.startswith("onnxforge"):
         batch = rows if engine.endswith("8") else rows[:1]

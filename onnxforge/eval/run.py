@@ -82,13 +82,13 @@ def _score_with_progress(logits: LogitsFn, requests: list[Request], budget: int,
 def evaluate_folder(folder: Path, name: str, limit: int | None, threads: int, token_budget: int) -> dict[str, Any]:
     """The task on `folder` through ONNX Runtime (no torch)."""
     from onnxforge.runtime.decoder import Decoder
-    from onnxforge.runtime.providers import ProviderSettings
+    from onnxforge.runtime.session import SessionSettings
     from onnxforge.runtime.text import TextCodec
 
     check_task(name, limit)
     check_folder(folder)
     codec = TextCodec(folder)
-    logits = onnx_logits(Decoder(folder, ProviderSettings(threads=threads)))
+    logits = onnx_logits(Decoder(folder, SessionSettings.with_threads(threads)))
     return evaluate(name, logits, codec.encode, limit, token_budget, "onnxruntime")
 
 

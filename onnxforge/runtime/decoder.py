@@ -11,8 +11,7 @@ import onnxruntime as ort
 
 from onnxforge.errors import BadInput
 from onnxforge.runtime.kv_cache import SHARED_BUFFER, SHARED_BUFFER_KEY, CacheLayout, KVCache
-from onnxforge.runtime.providers import ProviderSettings
-from onnxforge.runtime.session import open_session, session_device
+from onnxforge.runtime.session import SessionSettings, open_session, session_device
 
 _ORT_FLOAT_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
 _CONTEXT_KEYS = ("max_position_embeddings", "n_positions", "max_sequence_length")
@@ -21,18 +20,12 @@ _CONTEXT_KEYS = ("max_position_embeddings", "n_positions", "max_sequence_length"
 class Decoder:
     """A decoder-with-past graph: feed ids, mask, positions and past; get logits and present."""
 
-    def __init__(
-        self,
-        model_dir: str | Path,
-        providers: ProviderSettings = ProviderSettings(),
-        optimization: str = "all",
-        optimized_cache: Path | None = None,
-    ) -> None:
-        self.session = open_session(model_dir, providers, optimization, optimized_cache)
+    def __init__(self, model_dir: str | Path, settings: SessionSettings = SessionSettings()) -> None:
+        self.session = open_session(model_dir, settings)
         self.layout = _cache_layout(self.session)
         self.context_length = context_length(Path(model_dir))
         self.device = session_device(self.session)
-        self.device_id = providers.device_id
+        self.device_id = settings.providers.device_id
         self.provider = self.session.get_providers()[0]
         self.output_names = [output.name for output in self.session.get_outputs()]
         self._binding = self.session.io_binding()

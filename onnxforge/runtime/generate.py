@@ -10,7 +10,7 @@ from pathlib import Path
 from onnxforge.errors import BadInput
 from onnxforge.runtime.decoder import Decoder
 from onnxforge.runtime.loop import FINISHED, LoopStats, TokenLoop
-from onnxforge.runtime.providers import ProviderSettings
+from onnxforge.runtime.session import SessionSettings
 from onnxforge.runtime.sampling import SamplingSettings
 from onnxforge.runtime.stream import TextStream
 from onnxforge.runtime.text import TextCodec
@@ -46,15 +46,9 @@ class Completion:
 class Generator:
     """A model folder opened for generation: session, tokenizer, chat template, stop ids."""
 
-    def __init__(
-        self,
-        model_dir: str | Path,
-        providers: ProviderSettings = ProviderSettings(),
-        optimization: str = "all",
-        optimized_cache: Path | None = None,
-    ) -> None:
+    def __init__(self, model_dir: str | Path, settings: SessionSettings = SessionSettings()) -> None:
         self.codec = TextCodec(model_dir)
-        self.decoder = Decoder(model_dir, providers, optimization, optimized_cache)
+        self.decoder = Decoder(model_dir, settings)
         self.stop_ids = frozenset(self.codec.stop_ids())
 
     def prompt_ids(self, prompt: str | list[Message], raw: bool = False) -> list[int]:

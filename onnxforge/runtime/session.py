@@ -10,6 +10,7 @@ from __future__ import annotations
 import hashlib
 import os
 import shutil
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import onnxruntime as ort
@@ -27,21 +28,35 @@ OPTIMIZATION_LEVELS = {
 _CACHED_MODEL, _CACHED_DATA = "model.onnx", "model.onnx_data"
 
 
-def open_session(
-    model_dir: str | Path,
-    providers: ProviderSettings = ProviderSettings(),
-    optimization: str = "all",
-    optimized_cache: Path | None = None,
-) -> ort.InferenceSession:
-    """A session on `model_dir/model.onnx`; `optimized_cache` (a folder) makes later loads faster."""
+@dataclass(frozen=True)
+class SessionSettings:
+    """How to open a folder: providers, graph optimisation level, and where to cache the optimised graph."""
+
+    providers: ProviderSettings = field(default_factory=ProviderSettings)
+    optimization: str = "all"
+    optimized_cache: Path | None = None
+
+    def __post_init__(self) -> None:
+        if self.optimization not in OPTIMIZATION_LEVELS:
+            raise BadInput(f"unknown optimisation level '{self.optimization}': "
+                           f"choose from {', '.join(OPTIMIZATION_LEVELS)}")
+
+    @classmethod
+    def with_threads(cls, threads: int) -> SessionSettings:
+        """CPU with `threads` threads, everything else default."""
+        return cls(ProviderSettings(threads=threads))
+
+
+def open_session(model_dir: str | Path, settings: SessionSettings = SessionSettings()) -> ort.InferenceSession:
+    """A session on `model_dir/model.onnx`; `settings.optimized_cache` (a folder) makes later loads faster."""
     path = Path(model_dir) / MODEL_FILE
     if not path.is_file():
         raise BadInput(f"'{model_dir}' has no {MODEL_FILE}: give a folder written by onnxforge export")
-    if optimization not in OPTIMIZATION_LEVELS:
-        raise BadInput(f"unknown optimisation level '{optimization}': choose from {', '.join(OPTIMIZATION_LEVELS)}")
+    providers = settings.providers
     choice = choose_providers(providers)
-    options = _session_options(providers.threads, optimization)
-    cached = _cache_entry(path, optimized_cache, choice.names, optimization) if optimized_cache else None
+    options = _session_options(providers.threads, settings.optimization)
+    cache = settings.optimized_cache
+    cached = _cache_entry(path, cache, choice.names, settings.optimization) if cache else None
     if cached and (cached / _CACHED_MODEL).is_file():
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
         return _create(cached / _CACHED_MODEL, options, choice, providers.strict)

@@ -13,6 +13,7 @@ from onnxforge.runtime.decoder import Decoder
 from onnxforge.runtime.generate import GenerationSettings, Generator
 from onnxforge.runtime.loop import greedy_continuations
 from onnxforge.runtime.sampling import SamplingSettings
+from onnxforge.runtime.session import SessionSettings
 
 from .gqa_graph import write_gqa_folder
 
@@ -87,9 +88,9 @@ def test_the_optimised_graph_cache_is_reused_and_gives_the_same_logits(
     export_tiny: Callable[[str], Path], tmp_path: Path
 ) -> None:
     folder, ids = export_tiny("llama"), np.arange(40, 50, dtype=np.int64)[None]
-    first = Decoder(folder, optimized_cache=tmp_path)
+    first = Decoder(folder, SessionSettings(optimized_cache=tmp_path))
     [entry] = list(tmp_path.iterdir())
-    second = Decoder(folder, optimized_cache=tmp_path)
+    second = Decoder(folder, SessionSettings(optimized_cache=tmp_path))
     assert list(tmp_path.iterdir()) == [entry] and (entry / "model.onnx").is_file()
     feeds = (ids, np.ones_like(ids), np.arange(10)[None])
     np.testing.assert_allclose(second.forward(*feeds, second.empty_past(1))[0],
