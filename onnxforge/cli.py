@@ -53,12 +53,10 @@ def _chat(args: argparse.Namespace) -> int:
 def _eval(args: argparse.Namespace) -> int:
     import json
 
-    from onnxforge.eval.run import check_folder, check_task, evaluate_folder, evaluate_reference
+    from onnxforge.eval.run import evaluate_folder, evaluate_reference
     from onnxforge.show import print_eval
 
     folder = Path(args.dir)
-    check_task(args.task, args.limit)
-    check_folder(folder)
     results = [{**evaluate_folder(folder, args.task, args.limit, args.threads, args.token_budget),
                 "model": str(folder.resolve()), "engine": "onnxruntime"}]
     if args.reference:

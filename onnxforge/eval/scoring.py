@@ -15,6 +15,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from onnxforge.runtime.decoder import Decoder
+from onnxforge.runtime.loop import pad_rows
 
 Request = tuple[list[int], int]
 LogitsFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
@@ -48,7 +49,7 @@ def score_requests(
     scores: list[Score | None] = [None] * len(requests)
     for batch in _batches(requests, token_budget):
         rows = [requests[i] for i in batch]
-        ids, mask = _right_padded([row for row, _ in rows])
+        ids, mask = pad_rows([row for row, _ in rows], right=True)
         all_logits = logits(ids, mask)
         for index, (row, start), row_logits in zip(batch, rows, all_logits):
             scores[index] = _score_row(row_logits, row, start)
@@ -78,13 +79,3 @@ def _batches(requests: Sequence[Request], token_budget: int) -> Iterator[list[in
         batch.append(index)
     if batch:
         yield batch
-
-
-def _right_padded(rows: list[list[int]]) -> tuple[np.ndarray, np.ndarray]:
-    width = max(len(row) for row in rows)
-    ids = np.zeros((len(rows), width), dtype=np.int64)
-    mask = np.zeros_like(ids)
-    for i, row in enumerate(rows):
-        ids[i, :len(row)] = row
-        mask[i, :len(row)] = 1
-    return ids, mask

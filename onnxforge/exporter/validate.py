@@ -17,7 +17,7 @@ from transformers import DynamicCache, GenerationConfig
 from onnxforge.exporter.defaults import DEFAULT_TOLERANCE, GREEDY_TOKENS
 from onnxforge.models import LoadedModel
 from onnxforge.runtime.decoder import Decoder
-from onnxforge.runtime.loop import greedy_continuations, left_pad
+from onnxforge.runtime.loop import greedy_continuations, pad_rows
 from onnxforge.runtime.text import TextCodec
 
 PROMPTS = (
@@ -56,7 +56,7 @@ def check_parity(
 def _logits_differences(
     decoder: Decoder, model: torch.nn.Module, prompts: list[list[int]], max_positions: int
 ) -> dict[str, float]:
-    ids, mask = left_pad([prompts[0], prompts[2]])
+    ids, mask = pad_rows([prompts[0], prompts[2]])
     positions = np.clip(mask.cumsum(axis=1) - 1, 0, None)
     onnx_logits, present = decoder.forward(ids, mask, positions, decoder.empty_past(batch=2))
     torch_logits, cache = _torch_forward(model, ids, mask, positions, DynamicCache(config=model.config))

@@ -61,7 +61,7 @@ class TokenLoop:
         self.finished[row] = True
 
     def __iter__(self) -> Iterator[np.ndarray]:
-        ids, mask = left_pad(self.rows)
+        ids, mask = pad_rows(self.rows)
         positions = np.clip(mask.cumsum(axis=1) - 1, 0, None)
         cache = self.decoder.new_cache(len(self.rows), ids.shape[1] + self.max_new_tokens)
         rng = np.random.default_rng(self.sampling.seed)
@@ -91,14 +91,15 @@ class TokenLoop:
         self.stats.decode_session_s += session_seconds
 
 
-def left_pad(rows: list[list[int]], pad_id: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """ids and attention mask [rows, longest], shorter rows padded on the left."""
+def pad_rows(rows: list[list[int]], right: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """ids and attention mask [rows, longest], shorter rows padded with 0 on the left (or the right)."""
     longest = max(len(row) for row in rows)
-    ids = np.full((len(rows), longest), pad_id, dtype=np.int64)
+    ids = np.zeros((len(rows), longest), dtype=np.int64)
     mask = np.zeros((len(rows), longest), dtype=np.int64)
     for i, row in enumerate(rows):
-        ids[i, longest - len(row):] = row
-        mask[i, longest - len(row):] = 1
+        place = slice(0, len(row)) if right else slice(longest - len(row), longest)
+        ids[i, place] = row
+        mask[i, place] = 1
     return ids, mask
 
 
