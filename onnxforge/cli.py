@@ -105,6 +105,7 @@ def _demo(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser with one sub-command per stage."""
+    from onnxforge.compress_cli import add_compress_parsers
     from onnxforge.exporter.defaults import DEFAULT_OPSET, DEFAULT_TOLERANCE
 
     parser = argparse.ArgumentParser(prog="onnxforge", description=__doc__)
@@ -127,6 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_generate_parsers(commands)
     _add_eval_parser(commands)
     _add_bench_parser(commands)
+    add_compress_parsers(commands)
     demo = commands.add_parser("demo", help="export the default model (cached) and answer a chat prompt")
     demo.add_argument("--prompt", default="What is the capital of France?")
     demo.add_argument("--max-new-tokens", type=int, default=64)

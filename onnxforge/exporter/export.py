@@ -13,7 +13,7 @@ import onnx_ir as ir
 
 from onnxforge import __version__
 from onnxforge.exporter.hf_files import write_hf_files
-from onnxforge.exporter.staging import check_output, staged_folder
+from onnxforge.staging import check_output, staged_folder
 from onnxforge.errors import BadInput
 from onnxforge.exporter.defaults import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET
 from onnxforge.exporter.trace import trace_to_onnx

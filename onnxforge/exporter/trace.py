@@ -12,7 +12,7 @@ import torch
 from onnxscript.optimizer import FOLDED_FROM_KEY
 from torch.export import Dim
 
-from onnxforge.exporter.cleanup import CleanupExportPass
+from onnxforge.passes.cleanup import CleanupPass
 from onnxforge.exporter.defaults import DEFAULT_OPSET
 from onnxforge.exporter.wrapper import DecoderWithPast
 from onnxforge.models.architectures import ModelFacts
@@ -51,7 +51,7 @@ def trace_to_onnx(model: torch.nn.Module, facts: ModelFacts, opset: int = DEFAUL
             verbose=False,
         )
     onnx_model = program.model
-    CleanupExportPass()(onnx_model)
+    CleanupPass()(onnx_model)
     _name_dynamic_axes(onnx_model.graph)
     _name_weights(onnx_model.graph)
     _drop_trace_metadata(onnx_model.graph)

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from onnxforge.errors import BadInput
-from onnxforge.exporter.staging import staged_folder
+from onnxforge.staging import staged_folder
 
 
 def _leftovers(parent: Path) -> list[str]:

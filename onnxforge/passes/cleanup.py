@@ -1,4 +1,4 @@
-"""Post-export cleanup: onnxscript's optimizer pipeline without its one slow rule.
+"""Cleanup: onnxscript's optimizer pipeline without its one slow rule (run after export and in recipes).
 
 `torch.onnx.export(optimize=True)` spends ~30 s of its ~35 s on the default model in the
 SlicesSplit rewrite (its matcher walks the whole graph for every candidate node). The same
@@ -16,12 +16,15 @@ Two rules of our own, both plain ONNX:
 
 from __future__ import annotations
 
+import dataclasses
+
 import onnx_ir as ir
 import onnx_ir.passes.common as common_passes
 from onnxscript import optimizer, rewriter
 from onnxscript.rewriter import pattern
 from onnxscript.rewriter.rules import common as rules
 
+from onnxforge.passes.base import PassConfig, PassLog
 
 
 def _times_reciprocal(op, x, y):  # noqa: ANN001, ANN202 - onnxscript pattern functions
@@ -82,7 +85,12 @@ _CLEANUP_RULES = (
 )
 
 
-class CleanupExportPass(ir.passes.InPlacePass):
+@dataclasses.dataclass(frozen=True)
+class CleanupConfig(PassConfig):
+    """No settings: the cleanup is always the same pipeline."""
+
+
+class CleanupPass(ir.passes.InPlacePass):
     """Fold constants, drop no-op and duplicate nodes, store identical initializers once.
 
     1. Inline functions, then twice: fold constants, apply the cleanup rules, drop dead nodes.
@@ -90,7 +98,12 @@ class CleanupExportPass(ir.passes.InPlacePass):
     3. Eliminate common subexpressions and give every value a unique name.
     """
 
+    def __init__(self, config: CleanupConfig | None = None) -> None:
+        super().__init__()
+        self.config = config or CleanupConfig()
+
     def call(self, model: ir.Model) -> ir.passes.PassResult:
+        log = PassLog(model, "cleanup", self.config)
         before = model.graph.num_nodes()
         common_passes.InlinePass()(model)
         common_passes.ShapeInferencePass()(model)
@@ -105,4 +118,5 @@ class CleanupExportPass(ir.passes.InPlacePass):
             common_passes.RemoveUnusedNodesPass(),
             common_passes.NameFixPass(),
         )(model)
+        log.write()
         return ir.passes.PassResult(model, modified=model.graph.num_nodes() != before)

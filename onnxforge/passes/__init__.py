@@ -1,0 +1,1 @@
+"""Graph passes: onnx-ir passes over exported decoders, a registry, TOML recipes and the compress pipeline."""

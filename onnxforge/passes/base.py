@@ -1,0 +1,111 @@
+"""What every compression pass shares: a validated config, the model facts, and a log of what it did.
+
+A pass is an `onnx_ir.passes.InPlacePass` built from a frozen config dataclass. It never writes to
+disk; it reads the model's shape facts and appends one entry (what it changed, parameters and bytes
+before/after, layers touched) to a log kept in the model's metadata, which the pipeline moves into
+`onnxforge.json` before it saves the model once.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any
+
+import onnx_ir as ir
+
+FACTS_KEY = "onnxforge.architecture"
+PASS_LOG_KEY = "onnxforge.pass_log"
+
+
+@dataclasses.dataclass(frozen=True)
+class PassConfig:
+    """Base of every pass config: subclasses add fields and check them in `validate`."""
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Raise ValueError naming the field that is wrong and the values allowed."""
+
+    def to_json(self) -> dict[str, Any]:
+        """The config's fields as plain JSON values."""
+        return dataclasses.asdict(self)
+
+
+def check_fraction(name: str, value: float, high: float = 1.0) -> None:
+    """A fraction in [0, high): anything else is a ValueError naming the field."""
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0.0 <= value < high:
+        raise ValueError(f"{name} must be a number from 0 to below {high}, got {value!r}")
+
+
+def check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
+    """One of a fixed set of strings."""
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+
+
+def check_positive_int(name: str, value: int) -> None:
+    """An integer >= 1."""
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ValueError(f"{name} must be a whole number >= 1, got {value!r}")
+
+
+def model_facts(model: ir.Model) -> dict[str, Any]:
+    """The model's shape facts (layers, heads, head_dim, hidden size...), as the pipeline stored them."""
+    text = model.metadata_props.get(FACTS_KEY)
+    if text is None:
+        raise ValueError("the model carries no onnxforge architecture facts: load it with passes.pipeline")
+    return json.loads(text)
+
+
+def set_model_facts(model: ir.Model, facts: dict[str, Any]) -> None:
+    """Store updated shape facts (after a pass removed heads or layers)."""
+    model.metadata_props[FACTS_KEY] = json.dumps(facts)
+
+
+def parameter_count(model: ir.Model) -> int:
+    """Elements in all initializers."""
+    return sum(v.const_value.size for v in model.graph.initializers.values() if v.const_value is not None)
+
+
+def parameter_bytes(model: ir.Model) -> int:
+    """Bytes of all initializers as stored (dense)."""
+    return sum(v.const_value.nbytes for v in model.graph.initializers.values() if v.const_value is not None)
+
+
+class PassLog:
+    """Measure parameters and bytes around a pass and append its entry to the model's log."""
+
+    def __init__(self, model: ir.Model, name: str, config: PassConfig) -> None:
+        self.model, self.name, self.config = model, name, config
+        self.parameters_before, self.bytes_before = parameter_count(model), parameter_bytes(model)
+        self.nodes_before = model.graph.num_nodes()
+
+    def write(self, **details: Any) -> dict[str, Any]:
+        """Append {pass, config, before/after counts, details} to the log (when one is open); return it."""
+        entry = {
+            "pass": self.name,
+            "config": self.config.to_json(),
+            "parameters_before": self.parameters_before,
+            "parameters_after": parameter_count(self.model),
+            "bytes_before": self.bytes_before,
+            "bytes_after": parameter_bytes(self.model),
+            "nodes_before": self.nodes_before,
+            "nodes_after": self.model.graph.num_nodes(),
+            **details,
+        }
+        if PASS_LOG_KEY in self.model.metadata_props:
+            log = json.loads(self.model.metadata_props[PASS_LOG_KEY])
+            self.model.metadata_props[PASS_LOG_KEY] = json.dumps(log + [entry])
+        return entry
+
+
+def open_pass_log(model: ir.Model) -> None:
+    """Start recording what passes do (the exporter's own cleanup runs without a log)."""
+    model.metadata_props[PASS_LOG_KEY] = "[]"
+
+
+def take_pass_log(model: ir.Model) -> list[dict[str, Any]]:
+    """Remove the log from the model's metadata and return its entries."""
+    return json.loads(model.metadata_props.pop(PASS_LOG_KEY, "[]"))

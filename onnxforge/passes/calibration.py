@@ -1,0 +1,144 @@
+"""Calibration: run the current graph in ONNX Runtime over text and reduce the activations a pass asks for.
+
+Shared by every data-aware pass (activation-aware pruning, low-rank, layer importance). The text
+is by default the shipped Wikipedia passages (`data/calibration/boolq_passages.jsonl`, kept apart
+from every evaluation set) or a user file (.jsonl with a "text" field, or plain text), joined
+and cut into `samples` rows of `max_tokens` tokens with the model's own tokenizer. Rows run one
+at a time (no padding) with an empty KV cache; only the requested values are graph outputs, so
+the vocabulary projection is skipped.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx_ir as ir
+import onnxruntime as ort
+
+from onnxforge.errors import BadInput
+from onnxforge.eval.data import data_file
+from onnxforge.progress import console
+from onnxforge.runtime.text import TextCodec
+
+_PROTOBUF_LIMIT = 2**31 - 1
+
+
+@dataclass(frozen=True)
+class CalibrationSettings:
+    """Which text, how much of it, and how many threads ONNX Runtime may use."""
+
+    samples: int = 32
+    max_tokens: int = 256
+    file: str | None = None
+    threads: int = 2
+
+    def __post_init__(self) -> None:
+        for name in ("samples", "max_tokens", "threads"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise BadInput(f"calibration {name} must be a whole number >= 1, got {value!r}")
+
+
+def read_texts(file: str | None) -> list[str]:
+    """Paragraphs of the calibration file (the shipped passages when file is None)."""
+    path = Path(file) if file else data_file("calibration")
+    if not path.is_file():
+        raise BadInput(f"calibration file {path} does not exist: give a .jsonl with a 'text' field or a .txt file")
+    text = path.read_text(encoding="utf-8")
+    if path.suffix != ".jsonl":
+        return [part for part in text.split("\n\n") if part.strip()]
+    try:
+        return [json.loads(line)["text"] for line in text.splitlines() if line.strip()]
+    except (json.JSONDecodeError, KeyError, TypeError):
+        raise BadInput(f"calibration file {path}: every line must be a JSON object with a 'text' field") from None
+
+
+CALIBRATION_FIELDS = tuple(f.name for f in dataclasses.fields(CalibrationSettings))
+
+
+class Calibration:
+    """Token rows and the settings to run them; `run` feeds them through a graph."""
+
+    def __init__(self, rows: Sequence[np.ndarray], threads: int = 2, source: str = "") -> None:
+        self.rows, self.threads, self.source = list(rows), threads, source
+
+    @classmethod
+    def from_folder(cls, folder: Path, settings: CalibrationSettings) -> Calibration:
+        """Tokenize the calibration text with the folder's tokenizer (only as much as needed), cut it into rows."""
+        codec, wanted, ids = TextCodec(folder), settings.samples * settings.max_tokens, []
+        for text in read_texts(settings.file):
+            ids += codec.encode(text + "\n\n")
+            if len(ids) >= wanted:
+                break
+        rows = [np.array(ids[i : i + settings.max_tokens]) for i in range(0, len(ids), settings.max_tokens)]
+        rows = [row for row in rows if len(row) == settings.max_tokens][: settings.samples]
+        if not rows:
+            raise BadInput(f"calibration text holds fewer than {settings.max_tokens} tokens: use a longer file")
+        return cls(rows, settings.threads, settings.file or "shipped boolq passages")
+
+    def to_json(self) -> dict:
+        """What the calibration used, for onnxforge.json."""
+        return {"source": self.source, "samples": len(self.rows), "tokens_per_sample": int(len(self.rows[0]))}
+
+    def run(self, model: ir.Model, values: Sequence[ir.Value], reduce: Callable[[list[np.ndarray]], None], label: str) -> None:
+        """Call `reduce` with the arrays of `values` (batch 1, one row) for every calibration row."""
+        session = _session(model, values, self.threads)
+        names = [value.name for value in values]
+        with console.status(f"calibration: {label}") as status:
+            for number, row in enumerate(self.rows, start=1):
+                status.update(f"calibration: {label} ({number}/{len(self.rows)} samples)")
+                reduce(session.run(names, _feeds(session, row)))
+
+    def channel_norms(self, model: ir.Model, values: Sequence[ir.Value], label: str) -> list[np.ndarray]:
+        """Per-channel L2 norm over all calibration tokens of each value (its last axis)."""
+        sums = [np.zeros(0)] * len(values)
+
+        def add(arrays: list[np.ndarray]) -> None:
+            for i, array in enumerate(arrays):
+                squares = np.square(array.astype(np.float64)).reshape(-1, array.shape[-1]).sum(axis=0)
+                sums[i] = squares if sums[i].size == 0 else sums[i] + squares
+
+        self.run(model, values, add, label)
+        return [np.sqrt(total) for total in sums]
+
+
+def _session(model: ir.Model, values: Sequence[ir.Value], threads: int) -> ort.InferenceSession:
+    """A session whose outputs are exactly `values` (the graph's own outputs are restored after)."""
+    graph = model.graph
+    kept = list(graph.outputs)
+    graph.outputs.clear()
+    graph.outputs.extend(values)
+    try:
+        proto = ir.to_proto(model)
+    finally:
+        graph.outputs.clear()
+        graph.outputs.extend(kept)
+    if proto.ByteSize() > _PROTOBUF_LIMIT:
+        raise BadInput("calibration runs models up to 2 GB in memory: this one is larger (not supported yet)")
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.log_severity_level = 3
+    return ort.InferenceSession(proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
+
+
+def _feeds(session: ort.InferenceSession, row: np.ndarray) -> dict[str, np.ndarray]:
+    """input_ids, a full mask, positions and an empty past for one unpadded row."""
+    length = len(row)
+    feeds = {}
+    for graph_input in session.get_inputs():
+        if graph_input.name == "input_ids":
+            feeds[graph_input.name] = row[None].astype(np.int64)
+        elif graph_input.name == "attention_mask":
+            feeds[graph_input.name] = np.ones((1, length), np.int64)
+        elif graph_input.name == "position_ids":
+            feeds[graph_input.name] = np.arange(length, dtype=np.int64)[None]
+        elif graph_input.name.startswith("past_key_values."):
+            _, heads, _, head_dim = graph_input.shape
+            dtype = np.float16 if "float16" in graph_input.type else np.float32
+            feeds[graph_input.name] = np.zeros((1, heads, 0, head_dim), dtype)
+    return feeds

@@ -1,0 +1,12 @@
+"""The passes a recipe can name, with their config classes."""
+
+from __future__ import annotations
+
+from onnxforge.passes.cleanup import CleanupConfig, CleanupPass
+from onnxforge.passes.prune_ffn import PruneFfnConfig, PruneFfnPass
+from onnxforge.passes.registry import RegisteredPass
+
+PASSES: dict[str, RegisteredPass] = {
+    "cleanup": RegisteredPass(CleanupPass, CleanupConfig, "fold constants, remove dead and duplicate nodes"),
+    "prune-ffn": RegisteredPass(PruneFfnPass, PruneFfnConfig, "remove FFN channels (gate/up columns, down rows)", True),
+}

@@ -1,0 +1,137 @@
+"""`onnxforge compress IN OUT --recipe R`: load once, run the recipe's passes, check, save once.
+
+The output folder is built beside OUT and renamed at the end (nothing half-written on failure).
+It holds the compressed model.onnx (+ external data), the input's tokenizer and generation
+files, config.json updated to the new shape (layers, heads), and onnxforge.json with every pass's
+record appended to the input's history.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import onnx_ir as ir
+
+from onnxforge.errors import BadInput
+from onnxforge.eval.run import check_folder
+from onnxforge.manifest import folder_bytes, read_manifest, write_manifest
+from onnxforge.passes.base import model_facts, open_pass_log, parameter_count, set_model_facts, take_pass_log
+from onnxforge.passes.calibration import Calibration, CalibrationSettings
+from onnxforge.passes.recipe import Recipe
+from onnxforge.passes.registry import make_pass, registry
+from onnxforge.progress import Steps
+from onnxforge.runtime.decoder import Decoder
+from onnxforge.runtime.session import MODEL_FILE
+from onnxforge.staging import check_output, staged_folder
+
+EXTERNAL_DATA_FILE = MODEL_FILE + "_data"
+_MODEL_FILES = (MODEL_FILE, EXTERNAL_DATA_FILE, "onnxforge.json")
+_SANITY_TOKENS = 48
+
+
+def compress(source: Path, out: Path, recipe: Recipe, calibration: CalibrationSettings, force: bool = False) -> dict[str, Any]:
+    """Apply `recipe` to the folder `source`, write the folder `out`, and return its manifest."""
+    check_folder(source)
+    if out.resolve() == source.resolve():
+        raise BadInput("OUT must differ from IN: compress writes a new folder")
+    check_output(out, force)
+    steps, start, manifest = Steps(), time.perf_counter(), read_manifest(source)
+    if "architecture" not in manifest:
+        raise BadInput(f"{source}/onnxforge.json has no architecture facts: re-export the model with onnxforge export")
+    with steps.step("load", f"load {source / MODEL_FILE}"):
+        model = ir.external_data.load_to_model(ir.load(source / MODEL_FILE))  # in memory: passes rewrite weights
+    set_model_facts(model, manifest["architecture"])
+    open_pass_log(model)
+    shared = _calibration(recipe, source, calibration)
+    for number, step in enumerate(recipe.steps, start=1):
+        with steps.step(f"{number}:{step.name}", f"pass {number}/{len(recipe.steps)}: {step.name}"):
+            try:
+                make_pass(step.name, step.config, shared)(model)
+            except ValueError as error:
+                raise BadInput(f"pass {number} ({step.name}): {error}") from None
+    records, facts = take_pass_log(model), model_facts(model)
+    del model.metadata_props["onnxforge.architecture"]
+    with staged_folder(out, force) as stage:
+        with steps.step("save", "write model.onnx and external data, check it"):
+            _copy_side_files(source, stage, facts)
+            ir.save(model, stage / MODEL_FILE, external_data=EXTERNAL_DATA_FILE)
+            onnx.checker.check_model(str(stage / MODEL_FILE))
+        with steps.step("sanity", "sanity run against the input model"):
+            sanity = sanity_check(source, stage)
+        manifest = _updated_manifest(manifest, model, facts, recipe, records, shared)
+        manifest.update(sanity=sanity, compress_seconds=round(time.perf_counter() - start, 2), compress_steps_seconds=steps.seconds)
+        manifest["files_bytes"] = folder_bytes(stage)
+        write_manifest(stage, manifest)
+    return manifest
+
+
+def _calibration(recipe: Recipe, source: Path, settings: CalibrationSettings) -> Calibration | None:
+    """The shared calibration rows, only when a pass of the recipe needs them (recipe values first)."""
+    if not any(registry()[step.name].data_aware for step in recipe.steps):
+        return None
+    merged = CalibrationSettings(**{**settings.__dict__, **recipe.calibration})
+    return Calibration.from_folder(source, merged)
+
+
+def _copy_side_files(source: Path, stage: Path, facts: dict[str, Any]) -> None:
+    """Tokenizer, generation config and config.json (with the new shape) next to the new model."""
+    for path in source.iterdir():
+        if path.is_file() and path.name not in _MODEL_FILES:
+            shutil.copy2(path, stage / path.name)
+    config_file = stage / "config.json"
+    if config_file.is_file():
+        config = json.loads(config_file.read_text(encoding="utf-8"))
+        config.update(_config_shape(config, facts))
+        config_file.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
+
+
+def _config_shape(config: dict[str, Any], facts: dict[str, Any]) -> dict[str, Any]:
+    """The transformers config keys a reader needs to build the KV cache of the compressed graph."""
+    keys = {"num_hidden_layers": "num_layers", "num_attention_heads": "num_heads", "num_key_value_heads": "num_kv_heads"}
+    shape = {key: facts[fact] for key, fact in keys.items() if key in config}
+    if "num_attention_heads" in config:
+        shape["head_dim"] = facts["head_dim"]  # explicit: hidden_size / heads no longer gives it after head pruning
+    return shape
+
+
+def _updated_manifest(
+    manifest: dict[str, Any], model: ir.Model, facts: dict[str, Any], recipe: Recipe,
+    records: list[dict[str, Any]], calibration: Calibration | None,
+) -> dict[str, Any]:
+    manifest = dict(manifest)
+    manifest.pop("parity", None)  # parity was measured on the exported graph, not this one
+    manifest["architecture"] = facts
+    manifest["nodes"] = model.graph.num_nodes()
+    manifest["parameters"] = parameter_count(model)
+    manifest["passes"] = list(manifest.get("passes", [])) + records
+    manifest["recipes"] = list(manifest.get("recipes", [])) + [
+        {**recipe.to_json(), "calibration": calibration.to_json() if calibration else None}
+    ]
+    return manifest
+
+
+def sanity_check(source: Path, out: Path) -> dict[str, Any]:
+    """Run a short text through both models: logits must be finite; report top-1 agreement."""
+    ids = _sanity_ids(source)
+    outputs = [_logits(Decoder(folder), ids) for folder in (source, out)]
+    if not np.isfinite(outputs[1]).all():
+        raise RuntimeError("the compressed model produces non-finite logits: a pass broke it")
+    agreement = float((outputs[0].argmax(-1) == outputs[1].argmax(-1)).mean())
+    return {"tokens": int(ids.shape[1]), "top1_agreement": round(agreement, 4),
+            "max_abs_logits_diff": float(np.abs(outputs[0] - outputs[1]).max())}
+
+
+def _sanity_ids(source: Path) -> np.ndarray:
+    calibration = Calibration.from_folder(source, CalibrationSettings(samples=1, max_tokens=_SANITY_TOKENS))
+    return calibration.rows[0][None].astype(np.int64)
+
+
+def _logits(decoder: Decoder, ids: np.ndarray) -> np.ndarray:
+    positions = np.arange(ids.shape[1], dtype=np.int64)[None]
+    return decoder.forward(ids, np.ones_like(ids), positions, decoder.empty_past(1))[0]
