@@ -71,8 +71,8 @@ def _short(details: dict) -> str:
 
 
 def _value(value: object) -> str:
-    if isinstance(value, list) and all(isinstance(v, int) for v in value):
-        return f"{sum(value)} over {len(value)} layers"
+    if isinstance(value, list) and len(value) > 4:
+        return f"[{value[0]}, {value[1]}, ... {len(value)} values]"
     return str(value)
 
 

@@ -85,3 +85,19 @@ def forget_intermediate_shapes(graph: ir.Graph) -> None:
         for value in node.outputs:
             if value not in outputs:
                 value.shape = None
+
+
+def residual_stream(graph: ir.Graph, layer: int) -> tuple[ir.Value, ir.Value]:
+    """The hidden state entering and leaving decoder layer `layer` (the residual stream)."""
+    attention_add = _residual_add(projection(graph, layer, "o_proj"))
+    mlp_add = _residual_add(projection(graph, layer, "down_proj"))
+    attention_out = projection(graph, layer, "o_proj").output
+    entering = next(v for v in attention_add.inputs if v is not attention_out)
+    return entering, mlp_add.outputs[0]
+
+
+def _residual_add(proj: Projection) -> ir.Node:
+    adds = [use.node for use in proj.output.uses() if use.node.op_type == "Add"]
+    if len(adds) != 1:
+        raise ValueError(f"layer {proj.layer} {proj.name}: expected one residual Add after it, found {len(adds)}")
+    return adds[0]
