@@ -101,3 +101,15 @@ def _residual_add(proj: Projection) -> ir.Node:
     if len(adds) != 1:
         raise ValueError(f"layer {proj.layer} {proj.name}: expected one residual Add after it, found {len(adds)}")
     return adds[0]
+
+
+def check_projection_names(names: tuple[str, ...]) -> None:
+    """Config check: every name is one of the decoder projections."""
+    unknown = [name for name in names if name not in PROJECTIONS]
+    if unknown or not names:
+        raise ValueError(f"targets must list projections from {', '.join(PROJECTIONS)}, got {list(names)}")
+
+
+def projections(graph: ir.Graph, layers: int, names: tuple[str, ...]) -> list[Projection]:
+    """The named projections of every layer, layer by layer."""
+    return [projection(graph, layer, name) for layer in range(layers) for name in names]

@@ -1,0 +1,140 @@
+"""Low-rank factorisation: MatMul(x, W) becomes MatMul(MatMul(x, A), B) from a truncated SVD of W.
+
+W [in, out] is replaced by A [in, r] and B [r, out] only where r * (in + out) < in * out (it
+must get smaller). The rank comes from a parameter budget (`keep`: the fraction of W's
+parameters that A and B may hold) or from retained energy (`energy`: the share of the squared
+singular values kept).
+
+`scoring = "activation"` is the ASVD idea: inputs with large activations matter more, so the
+SVD is taken of S·W with S = diag(‖x_c‖^alpha) from calibration, and A = S⁻¹·U_r·√Σ_r,
+B = √Σ_r·V_rᵀ; the truncation error then lands where the activations are small. `plain` uses
+S = I. Both split √Σ between the two factors so neither has an outsized range.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import onnx_ir as ir
+
+from onnxforge.passes.base import PassConfig, PassLog, check_choice, check_fraction
+from onnxforge.passes.calibration import Calibration
+from onnxforge.passes.structure import (
+    PROJECTIONS,
+    Projection,
+    check_projection_names,
+    forget_intermediate_shapes,
+    projections,
+    require_gated_decoder,
+)
+
+LOWRANK_SCORINGS = ("plain", "activation")
+
+
+@dataclasses.dataclass(frozen=True)
+class LowRankConfig(PassConfig):
+    """Rank by parameter budget (`keep`) or by retained energy (`energy` > 0), plain or activation-aware."""
+
+    keep: float = 0.5
+    energy: float = 0.0
+    scoring: str = "activation"
+    alpha: float = 0.5
+    targets: tuple[str, ...] = PROJECTIONS
+    only_if_smaller: bool = True
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "targets", tuple(self.targets))
+        super().__post_init__()
+
+    def validate(self) -> None:
+        check_fraction("keep", self.keep)
+        if not isinstance(self.energy, (int, float)) or not 0.0 <= self.energy <= 1.0:
+            raise ValueError(f"energy must be a number from 0 (use keep) to 1, got {self.energy!r}")
+        if self.keep == 0.0 and self.energy == 0.0:
+            raise ValueError("set keep (a parameter budget above 0) or energy (retained energy above 0)")
+        check_choice("scoring", self.scoring, LOWRANK_SCORINGS)
+        check_fraction("alpha", self.alpha, high=2.0)
+        check_projection_names(self.targets)
+        if not isinstance(self.only_if_smaller, bool):
+            raise ValueError(f"only_if_smaller must be true or false, got {self.only_if_smaller!r}")
+
+
+class FactorizeMatMulsPass(ir.passes.InPlacePass):
+    """Replace target projections by two thinner MatMuls where that saves parameters.
+
+    1. Collect input channel norms (activation-aware) for the target projections.
+    2. For each weight: SVD of S·W, choose the rank, skip when it would not shrink.
+    3. Insert MatMul(x, A) before the original node, which now multiplies by B.
+    """
+
+    def __init__(self, config: LowRankConfig, calibration: Calibration | None = None) -> None:
+        super().__init__()
+        self.config, self.calibration = config, calibration
+
+    def call(self, model: ir.Model) -> ir.passes.PassResult:
+        facts = require_gated_decoder(model, "lowrank")
+        log = PassLog(model, "lowrank", self.config)
+        targets = projections(model.graph, facts["num_layers"], self.config.targets)
+        scales = self._scales(model, targets)
+        ranks: dict[str, int] = {}
+        for proj, scale in zip(targets, scales):
+            factors = factorize(proj.array(), scale, self.config)
+            if factors is not None:
+                _split(model.graph, proj, *factors)
+                ranks[proj.weight.name] = factors[0].shape[1]
+        forget_intermediate_shapes(model.graph)
+        log.write(factorized=len(ranks), of=len(targets), ranks=ranks)
+        return ir.passes.PassResult(model, modified=bool(ranks))
+
+    def _scales(self, model: ir.Model, targets: list[Projection]) -> list[np.ndarray]:
+        if self.config.scoring == "plain":
+            return [np.ones(proj.weight.shape[0]) for proj in targets]
+        if self.calibration is None:
+            raise ValueError("activation-aware factorisation needs calibration data (the pipeline provides it)")
+        inputs = list(dict.fromkeys(proj.input for proj in targets))
+        norms = dict(zip(inputs, self.calibration.channel_norms(model, inputs, "MatMul input norms")))
+        return [activation_scale(norms[proj.input], self.config.alpha) for proj in targets]
+
+
+def activation_scale(norms: np.ndarray, alpha: float) -> np.ndarray:
+    """S = ‖x‖^alpha per input channel, normalised to mean 1, floored so S⁻¹ stays finite."""
+    scale = np.power(np.maximum(norms, 1e-12), alpha)
+    scale /= scale.mean()
+    return np.maximum(scale, 1e-6)
+
+
+def factorize(weight: np.ndarray, scale: np.ndarray, config: LowRankConfig) -> tuple[np.ndarray, np.ndarray] | None:
+    """A [in, r] and B [r, out] with A·B ≈ W, or None when the chosen rank would not save parameters."""
+    rows, columns = weight.shape
+    u, s, vt = np.linalg.svd(scale[:, None] * weight.astype(np.float64), full_matrices=False)
+    rank = _rank(s, rows, columns, config)
+    if config.only_if_smaller and rank * (rows + columns) >= rows * columns:
+        return None
+    root = np.sqrt(s[:rank])
+    a = (u[:, :rank] * root) / scale[:, None]
+    b = root[:, None] * vt[:rank]
+    return a.astype(weight.dtype), b.astype(weight.dtype)
+
+
+def _rank(singular: np.ndarray, rows: int, columns: int, config: LowRankConfig) -> int:
+    if config.energy > 0:
+        retained = np.cumsum(singular**2) / np.sum(singular**2)
+        return int(min(np.searchsorted(retained, config.energy - 1e-12) + 1, len(singular)))
+    return max(1, int(config.keep * rows * columns / (rows + columns)))
+
+
+def _split(graph: ir.Graph, proj: Projection, a: np.ndarray, b: np.ndarray) -> None:
+    """x·W -> (x·A)·B: a new MatMul by A before the node, which now multiplies by B."""
+    stem = proj.weight.name.removesuffix(".weight")
+    first = ir.Value(name=f"{stem}.lowrank_a", const_value=ir.tensor(np.ascontiguousarray(a)))
+    second = ir.Value(name=f"{stem}.lowrank_b", const_value=ir.tensor(np.ascontiguousarray(b)))
+    for value in (first, second):
+        value.shape = ir.Shape(value.const_value.shape)
+        value.dtype = value.const_value.dtype
+        graph.register_initializer(value)
+    narrow = ir.node("MatMul", [proj.input, first], name=f"{proj.node.name}/lowrank_a")
+    graph.insert_before(proj.node, narrow)
+    proj.node.replace_input_with(0, narrow.outputs[0])
+    proj.node.replace_input_with(1, second)
+    graph.initializers.pop(proj.weight.name)
