@@ -12,6 +12,7 @@ import dataclasses
 import json
 from typing import Any
 
+import numpy as np
 import onnx_ir as ir
 
 FACTS_KEY = "onnxforge.architecture"
@@ -67,6 +68,12 @@ def set_model_facts(model: ir.Model, facts: dict[str, Any]) -> None:
 def parameter_count(model: ir.Model) -> int:
     """Elements in all initializers."""
     return sum(v.const_value.size for v in model.graph.initializers.values() if v.const_value is not None)
+
+
+def nonzero_count(model: ir.Model) -> int:
+    """Initializer elements that are not zero (what sparsity reduces while bytes stay the same)."""
+    values = (v.const_value for v in model.graph.initializers.values())
+    return sum(int(np.count_nonzero(t.numpy())) for t in values if t is not None)
 
 
 def parameter_bytes(model: ir.Model) -> int:

@@ -21,7 +21,14 @@ import onnx_ir as ir
 from onnxforge.errors import BadInput
 from onnxforge.eval.run import check_folder
 from onnxforge.manifest import folder_bytes, read_manifest, write_manifest
-from onnxforge.passes.base import model_facts, open_pass_log, parameter_count, set_model_facts, take_pass_log
+from onnxforge.passes.base import (
+    model_facts,
+    nonzero_count,
+    open_pass_log,
+    parameter_count,
+    set_model_facts,
+    take_pass_log,
+)
 from onnxforge.passes.calibration import Calibration, CalibrationSettings
 from onnxforge.passes.recipe import Recipe
 from onnxforge.passes.registry import make_pass, registry
@@ -109,6 +116,7 @@ def _updated_manifest(
     manifest["architecture"] = facts
     manifest["nodes"] = model.graph.num_nodes()
     manifest["parameters"] = parameter_count(model)
+    manifest["nonzero_parameters"] = nonzero_count(model)
     manifest["passes"] = list(manifest.get("passes", [])) + records
     manifest["recipes"] = list(manifest.get("recipes", [])) + [
         {**recipe.to_json(), "calibration": calibration.to_json() if calibration else None}

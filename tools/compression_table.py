@@ -1,0 +1,95 @@
+"""The README's compression table: every recipe on one exported folder, evaluated and timed in one run.
+
+    .venv/bin/python tools/compression_table.py SOURCE --work DIR --out RUN_DIR [--recipes a,b,...]
+
+For each recipe: `onnxforge compress SOURCE DIR/RECIPE --recipe RECIPE`, then
+`onnxforge eval DIR/RECIPE --task wikitext2 --limit 40` and `--task arc_easy` (all 570), each
+appending to RUN_DIR/eval.jsonl; then one `onnxforge bench` over all folders (batch 1, so the
+speeds are comparable within one run) into RUN_DIR/bench.json, `onnxforge report RUN_DIR` for the
+plots, and RUN_DIR/compression.md: one row per recipe with parameters, non-zero parameters, size,
+decode tok/s, perplexity, ARC-Easy and the commands. Steps already done (folder exists, eval line
+present) are skipped, so an interrupted run continues where it stopped.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+ONNXFORGE = [sys.executable, "-m", "onnxforge.cli"]
+DEFAULT_RECIPES = (
+    "fuse", "prune-ffn-10-magnitude", "prune-ffn-10", "prune-ffn-25-magnitude", "prune-ffn-25",
+    "prune-ffn-40-magnitude", "prune-ffn-40", "prune-heads-25", "prune-kv-groups-25", "drop-layers-2",
+    "drop-layers-4", "sparse-50-magnitude", "sparse-50", "sparse-2of4-magnitude", "sparse-2of4",
+    "lowrank-90-plain", "lowrank-90", "lowrank-75-plain", "lowrank-75", "lowrank-50-plain", "lowrank-50",
+)
+TASKS = (("wikitext2", ["--limit", "40"]), ("arc_easy", []))
+MIB = 1024 * 1024
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("source", type=Path)
+    parser.add_argument("--work", type=Path, required=True, help="where the compressed folders go")
+    parser.add_argument("--out", type=Path, required=True, help="RUN_DIR for eval.jsonl, bench.json, report")
+    parser.add_argument("--recipes", default=",".join(DEFAULT_RECIPES))
+    parser.add_argument("--skip-bench", action="store_true", help="evaluate only (bench later)")
+    args = parser.parse_args()
+    args.work.mkdir(parents=True, exist_ok=True)
+    args.out.mkdir(parents=True, exist_ok=True)
+    folders = {"fp32": args.source}
+    for recipe in args.recipes.split(","):
+        folders[recipe] = args.work / recipe
+        if not folders[recipe].exists():
+            _run([*ONNXFORGE, "compress", str(args.source), str(folders[recipe]), "--recipe", recipe])
+    for folder in folders.values():
+        for task, extra in TASKS:
+            if not _evaluated(args.out, folder, task):
+                _run([*ONNXFORGE, "eval", str(folder), "--task", task, *extra, "--threads", "2", "--out", str(args.out)])
+    if not args.skip_bench:
+        _run([*ONNXFORGE, "bench", *map(str, folders.values()), "--batch", "1", "--out", str(args.out)])
+        _run([*ONNXFORGE, "report", str(args.out)])
+    (args.out / "compression.md").write_text(_table(args.out, args.source, folders))
+    print((args.out / "compression.md").read_text())
+
+
+def _run(command: list[str]) -> None:
+    print("$", " ".join(command[2:]).replace("onnxforge.cli", "onnxforge"), file=sys.stderr, flush=True)
+    subprocess.run(command, check=True)
+
+
+def _evaluated(run_dir: Path, folder: Path, task: str) -> bool:
+    path = run_dir / "eval.jsonl"
+    lines = [json.loads(line) for line in path.read_text().splitlines() if line] if path.is_file() else []
+    return any(e["task"] == task and e["model"] == str(folder) for e in lines)
+
+
+def _table(run_dir: Path, source: Path, folders: dict[str, Path]) -> str:
+    evals = [json.loads(line) for line in (run_dir / "eval.jsonl").read_text().splitlines() if line]
+    bench_file = run_dir / "bench.json"
+    runs = json.loads(bench_file.read_text())["runs"] if bench_file.is_file() else []
+    lines = ["| recipe | parameters | non-zero | MiB on disk | decode tok/s | WikiText-2 ppl | ARC-Easy acc | acc_norm |",
+             "|---|---|---|---|---|---|---|---|"]
+    for recipe, folder in folders.items():
+        manifest = json.loads((folder / "onnxforge.json").read_text())
+        found = {(e["task"]): e for e in evals if e["model"] == str(folder)}
+        speed = next((r["decode_tokens_per_s"]["median"] for r in runs if r.get("model") == str(folder.resolve())), None)
+        wiki, arc = found.get("wikitext2", {}), found.get("arc_easy", {})
+        lines.append(
+            f"| {recipe} | {manifest['parameters'] / 1e6:.1f} M | "
+            f"{manifest.get('nonzero_parameters', manifest['parameters']) / 1e6:.1f} M | "
+            f"{manifest['files_bytes']['model.onnx_data'] / MIB:.0f} | {speed if speed is None else f'{speed:.1f}'} | "
+            f"{wiki.get('perplexity', float('nan')):.2f} | {arc.get('acc', float('nan')):.4f} | {arc.get('acc_norm', float('nan')):.4f} |"
+        )
+    lines += ["", f"Each row: `onnxforge compress {source} DIR/RECIPE --recipe RECIPE`; evaluated with",
+              "`onnxforge eval DIR/RECIPE --task wikitext2 --limit 40 --threads 2` and `--task arc_easy --threads 2`;",
+              "timed together by `onnxforge bench DIR/* --batch 1` (2 threads, 64 new tokens, median of 3).", ""]
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
