@@ -30,3 +30,12 @@ def export_tiny(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Pat
         return root / arch
 
     return export
+
+
+@pytest.fixture(scope="session")
+def default_export(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict]:
+    """(folder, manifest) of the real default model, exported once for every slow test."""
+    from onnxforge.exporter.export import export_model
+
+    folder = tmp_path_factory.mktemp("cache") / "smollm2-135m"
+    return folder, export_model("smollm2-135m", folder)

@@ -9,19 +9,12 @@ import onnx
 import pytest
 
 from onnxforge.demo import run_demo
-from onnxforge.exporter.export import export_model
 from onnxforge.exporter.validate import torch_greedy
 from onnxforge.models import load_source
 from onnxforge.runtime.generate import GenerationSettings, Generator
 
 pytestmark = pytest.mark.slow
 MIB = 1024 * 1024
-
-
-@pytest.fixture(scope="module")
-def default_export(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
-    folder = tmp_path_factory.mktemp("cache") / "smollm2-135m"
-    return folder, export_model("smollm2-135m", folder)
 
 
 def test_default_model_matches_torch(default_export: tuple[Path, dict[str, Any]]) -> None:

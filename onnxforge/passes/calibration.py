@@ -107,6 +107,19 @@ class Calibration:
         return [np.sqrt(total) for total in sums]
 
 
+    def input_covariances(self, model: ir.Model, values: Sequence[ir.Value], label: str) -> list[np.ndarray]:
+        """XᵀX over all calibration tokens of each value (channels of its last axis), in float64."""
+        sums = [np.zeros(0)] * len(values)
+
+        def add(arrays: list[np.ndarray]) -> None:
+            for i, array in enumerate(arrays):
+                rows = array.astype(np.float64).reshape(-1, array.shape[-1])
+                sums[i] = rows.T @ rows if sums[i].size == 0 else sums[i] + rows.T @ rows
+
+        self.run(model, values, add, label)
+        return sums
+
+
 def _session(model: ir.Model, values: Sequence[ir.Value], threads: int) -> ort.InferenceSession:
     """A session whose outputs are exactly `values` (the graph's own outputs are restored after)."""
     graph = model.graph

@@ -5,10 +5,14 @@ must get smaller). The rank comes from a parameter budget (`keep`: the fraction 
 parameters that A and B may hold) or from retained energy (`energy`: the share of the squared
 singular values kept).
 
-`scoring = "activation"` is the ASVD idea: inputs with large activations matter more, so the
-SVD is taken of S·W with S = diag(‖x_c‖^alpha) from calibration, and A = S⁻¹·U_r·√Σ_r,
-B = √Σ_r·V_rᵀ; the truncation error then lands where the activations are small. `plain` uses
-S = I. Both split √Σ between the two factors so neither has an outsized range.
+The SVD is taken of S·W for an input transform S, and A = S⁻¹·U_r·√Σ_r, B = √Σ_r·V_rᵀ:
+- `plain`: S = I (truncated SVD of W).
+- `activation` (ASVD): S = diag(‖x_c‖^alpha) from calibration: inputs with large activations
+  matter more, so the truncation error lands where activations are small.
+- `whiten` (SVD-LLM): S = Lᵀ with L·Lᵀ = XᵀX the calibration inputs' Gram matrix; dropping
+  singular value σ_i then costs exactly σ_i² of squared output error ‖X·W - X·A·B‖² on the
+  calibration tokens, so the truncation is optimal for them.
+All split √Σ between the two factors so neither has an outsized range.
 """
 
 from __future__ import annotations
@@ -29,7 +33,7 @@ from onnxforge.passes.structure import (
     require_gated_decoder,
 )
 
-LOWRANK_SCORINGS = ("plain", "activation")
+LOWRANK_SCORINGS = ("plain", "activation", "whiten")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,7 +42,7 @@ class LowRankConfig(PassConfig):
 
     keep: float = 0.5
     energy: float = 0.0
-    scoring: str = "activation"
+    scoring: str = "whiten"
     alpha: float = 0.5
     targets: tuple[str, ...] = PROJECTIONS
     only_if_smaller: bool = True
@@ -88,11 +92,15 @@ class FactorizeMatMulsPass(ir.passes.InPlacePass):
         return ir.passes.PassResult(model, modified=bool(ranks))
 
     def _scales(self, model: ir.Model, targets: list[Projection]) -> list[np.ndarray]:
+        """The input transform S of each target: a vector (diagonal) or a triangular matrix."""
         if self.config.scoring == "plain":
             return [np.ones(proj.weight.shape[0]) for proj in targets]
         if self.calibration is None:
             raise ValueError("activation-aware factorisation needs calibration data (the pipeline provides it)")
         inputs = list(dict.fromkeys(proj.input for proj in targets))
+        if self.config.scoring == "whiten":
+            grams = dict(zip(inputs, self.calibration.input_covariances(model, inputs, "MatMul input Gram matrices")))
+            return [whitening(grams[proj.input]) for proj in targets]
         norms = dict(zip(inputs, self.calibration.channel_norms(model, inputs, "MatMul input norms")))
         return [activation_scale(norms[proj.input], self.config.alpha) for proj in targets]
 
@@ -104,15 +112,26 @@ def activation_scale(norms: np.ndarray, alpha: float) -> np.ndarray:
     return np.maximum(scale, 1e-6)
 
 
+def whitening(gram: np.ndarray) -> np.ndarray:
+    """S = Lᵀ where L·Lᵀ = XᵀX (+ a small ridge so that channels the text never used stay invertible)."""
+    ridge = 1e-6 * np.trace(gram) / len(gram)
+    return np.linalg.cholesky(gram + ridge * np.eye(len(gram))).T
+
+
 def factorize(weight: np.ndarray, scale: np.ndarray, config: LowRankConfig) -> tuple[np.ndarray, np.ndarray] | None:
-    """A [in, r] and B [r, out] with A·B ≈ W, or None when the chosen rank would not save parameters."""
+    """A [in, r] and B [r, out] with A·B ≈ W, or None when the chosen rank would not save parameters.
+
+    `scale` is the input transform S: a vector for a diagonal one, else an invertible matrix.
+    """
     rows, columns = weight.shape
-    u, s, vt = np.linalg.svd(scale[:, None] * weight.astype(np.float64), full_matrices=False)
+    transform = np.diag(scale) if scale.ndim == 1 else scale
+    u, s, vt = np.linalg.svd((transform @ weight).astype(np.float32), full_matrices=False)
     rank = _rank(s, rows, columns, config)
     if config.only_if_smaller and rank * (rows + columns) >= rows * columns:
         return None
     root = np.sqrt(s[:rank])
-    a = (u[:, :rank] * root) / scale[:, None]
+    left = u[:, :rank] * root
+    a = left / scale[:, None] if scale.ndim == 1 else np.linalg.solve(transform, left.astype(np.float64))
     b = root[:, None] * vt[:rank]
     return a.astype(weight.dtype), b.astype(weight.dtype)
 

@@ -9,7 +9,7 @@ import numpy as np
 import onnx
 import pytest
 
-from onnxforge.passes.lowrank import LowRankConfig, activation_scale, factorize
+from onnxforge.passes.lowrank import LowRankConfig, activation_scale, factorize, whitening
 from onnxforge.passes.sparsity import sparse_mask
 from tests.passes.helpers import batch_logits, run_recipe
 
@@ -40,10 +40,11 @@ def test_unstructured_sparsity_removes_the_lowest_scores_of_every_output_column(
 
 def test_full_rank_factorisation_reproduces_the_outputs(export_tiny, tmp_path: Path) -> None:  # noqa: ANN001
     source = export_tiny("llama")
-    recipe = '[[passes]]\nname = "lowrank"\nenergy = 1.0\nonly_if_smaller = false\nscoring = "activation"'
-    manifest = run_recipe(source, tmp_path / "full", recipe)
-    assert manifest["passes"][-1]["factorized"] == 14
-    np.testing.assert_allclose(batch_logits(tmp_path / "full"), batch_logits(source), atol=1e-4)
+    for scoring in ("activation", "whiten"):
+        recipe = f'[[passes]]\nname = "lowrank"\nenergy = 1.0\nonly_if_smaller = false\nscoring = "{scoring}"'
+        manifest = run_recipe(source, tmp_path / scoring, recipe)
+        assert manifest["passes"][-1]["factorized"] == 14
+        np.testing.assert_allclose(batch_logits(tmp_path / scoring), batch_logits(source), atol=1e-4)
 
 
 def test_factorisation_happens_only_where_it_saves_parameters(export_tiny, tmp_path: Path) -> None:  # noqa: ANN001
@@ -65,12 +66,13 @@ def test_activation_aware_beats_plain_svd_at_equal_rank() -> None:
     channel_scale = np.exp(rng.normal(0, 1.5, 96))  # a few input channels carry most of the signal
     x = rng.standard_normal((2000, 96)) * channel_scale
     norms = np.linalg.norm(x, axis=0)
+    transforms = {"plain": np.ones(96), "activation": activation_scale(norms, 0.5), "whiten": whitening(x.T @ x)}
     errors = {}
-    for scoring, scale in (("plain", np.ones(96)), ("activation", activation_scale(norms, 0.5))):
+    for scoring, scale in transforms.items():
         a, b = factorize(weight, scale, LowRankConfig(keep=0.3, scoring=scoring))
         errors[scoring] = np.linalg.norm(x @ weight - x @ a @ b)
         assert a.shape[1] == int(0.3 * 96 * 64 / 160)
-    assert errors["activation"] < 0.8 * errors["plain"]
+    assert errors["whiten"] < errors["activation"] < 0.8 * errors["plain"]
 
 
 def test_lowrank_config_needs_a_budget() -> None:

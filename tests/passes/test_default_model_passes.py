@@ -1,0 +1,76 @@
+"""One recipe of each kind on the real default model: it compresses, shrinks, loads and evaluates."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from onnxforge.eval.run import evaluate_folder
+from onnxforge.passes.calibration import CalibrationSettings
+from onnxforge.passes.pipeline import compress
+from onnxforge.passes.recipe import load_recipe
+from tests.passes.helpers import greedy_with_cache, greedy_without_cache
+
+pytestmark = pytest.mark.slow
+CALIBRATION = CalibrationSettings(samples=8, max_tokens=128)
+LAYERS, HIDDEN, FFN, HEAD_DIM = 30, 576, 1536, 64
+
+
+@pytest.fixture(scope="module")
+def baseline_perplexity(default_export: tuple[Path, dict[str, Any]]) -> float:
+    return evaluate_folder(default_export[0], "wikitext2", 3, threads=2, token_budget=2048)["perplexity"]
+
+
+def _compressed(default_export: tuple[Path, dict[str, Any]], tmp_path: Path, recipe: str) -> tuple[Path, dict[str, Any]]:
+    out = tmp_path / recipe
+    return out, compress(default_export[0], out, load_recipe(recipe), CALIBRATION)
+
+
+def _perplexity(folder: Path) -> float:
+    return evaluate_folder(folder, "wikitext2", 3, threads=2, token_budget=2048)["perplexity"]
+
+
+def test_prune_ffn_removes_a_quarter_of_the_channels(default_export, baseline_perplexity, tmp_path: Path) -> None:  # noqa: ANN001
+    folder, manifest = _compressed(default_export, tmp_path, "prune-ffn-25")
+    removed = LAYERS * (FFN // 4) * 3 * HIDDEN
+    assert default_export[1]["parameters"] - manifest["parameters"] == removed
+    assert manifest["files_bytes"]["model.onnx_data"] <= default_export[1]["files_bytes"]["model.onnx_data"] - removed * 4
+    assert baseline_perplexity < _perplexity(folder) < 1.6 * baseline_perplexity
+
+
+def test_prune_heads_keeps_two_of_three_query_heads_per_group(default_export, tmp_path: Path) -> None:  # noqa: ANN001
+    folder, manifest = _compressed(default_export, tmp_path, "prune-heads-25")
+    assert (manifest["architecture"]["num_heads"], manifest["architecture"]["num_kv_heads"]) == (6, 3)
+    removed = LAYERS * 3 * HEAD_DIM * 2 * HIDDEN  # q columns and o rows of 3 heads per layer
+    assert default_export[1]["parameters"] - manifest["parameters"] == removed
+    assert greedy_with_cache(folder, tokens=12) == greedy_without_cache(folder, tokens=12)
+
+
+def test_drop_layers_removes_two_layers_chosen_by_influence(default_export, baseline_perplexity, tmp_path: Path) -> None:  # noqa: ANN001
+    folder, manifest = _compressed(default_export, tmp_path, "drop-layers-2")
+    record = manifest["passes"][-1]
+    assert manifest["architecture"]["num_layers"] == 28 and len(record["layers_dropped"]) == 2
+    influence = np.array(record["block_influence"])
+    assert all(influence[i] <= np.sort(influence)[1] for i in record["layers_dropped"])
+    assert 0 not in record["layers_dropped"]  # the first layer changes the embedding the most
+    assert baseline_perplexity < _perplexity(folder) < 1.6 * baseline_perplexity
+
+
+def test_two_of_four_sparsity_halves_the_projections_not_the_file(default_export, tmp_path: Path) -> None:  # noqa: ANN001
+    folder, manifest = _compressed(default_export, tmp_path, "sparse-2of4")
+    record = manifest["passes"][-1]
+    assert record["nonzero_after"] == pytest.approx(record["nonzero_before"] / 2, rel=1e-3)
+    assert manifest["files_bytes"]["model.onnx_data"] == default_export[1]["files_bytes"]["model.onnx_data"]
+    assert np.isfinite(_perplexity(folder))
+
+
+def test_lowrank_halves_the_factorised_matmuls(default_export, tmp_path: Path) -> None:  # noqa: ANN001
+    folder, manifest = _compressed(default_export, tmp_path, "lowrank-50")
+    record = manifest["passes"][-1]
+    assert record["factorized"] == record["of"] == LAYERS * 7
+    projections = LAYERS * (2 * HIDDEN * HIDDEN + 2 * HIDDEN * 192 + 3 * HIDDEN * FFN)
+    assert default_export[1]["parameters"] - manifest["parameters"] == pytest.approx(projections / 2, rel=0.01)
+    assert np.isfinite(_perplexity(folder))
