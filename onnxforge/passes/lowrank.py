@@ -125,13 +125,13 @@ def factorize(weight: np.ndarray, scale: np.ndarray, config: LowRankConfig) -> t
     """
     rows, columns = weight.shape
     transform = np.diag(scale) if scale.ndim == 1 else scale
-    u, s, vt = np.linalg.svd((transform @ weight).astype(np.float32), full_matrices=False)
+    u, s, vt = np.linalg.svd(transform @ weight.astype(np.float64), full_matrices=False)
     rank = _rank(s, rows, columns, config)
     if config.only_if_smaller and rank * (rows + columns) >= rows * columns:
         return None
     root = np.sqrt(s[:rank])
     left = u[:, :rank] * root
-    a = left / scale[:, None] if scale.ndim == 1 else np.linalg.solve(transform, left.astype(np.float64))
+    a = left / scale[:, None] if scale.ndim == 1 else np.linalg.solve(transform, left)
     b = root[:, None] * vt[:rank]
     return a.astype(weight.dtype), b.astype(weight.dtype)
 
