@@ -18,12 +18,20 @@ def add_compress_parsers(commands: argparse._SubParsersAction) -> None:
     compress = commands.add_parser("compress", help="apply a recipe of graph passes to a model folder")
     compress.add_argument("source", metavar="IN", help="an onnxforge model folder")
     compress.add_argument("out", metavar="OUT", help="output folder (written all or nothing)")
-    compress.add_argument("--recipe", required=True, help="a shipped recipe name (see `onnxforge passes`) or a .toml file")
+    compress.add_argument(
+        "--recipe", required=True, help="a shipped recipe name (see `onnxforge passes`) or a .toml file"
+    )
     compress.add_argument("--force", action="store_true", help="replace OUT if it exists")
-    compress.add_argument("--calibration-file", metavar="FILE", help=".jsonl with 'text' or a .txt file (default: shipped)")
-    compress.add_argument("--calibration-samples", type=int, default=32, help="rows of calibration text (default %(default)s)")
+    compress.add_argument(
+        "--calibration-file", metavar="FILE", help=".jsonl with 'text' or a .txt file (default: shipped)"
+    )
+    compress.add_argument(
+        "--calibration-samples", type=int, default=32, help="rows of calibration text (default %(default)s)"
+    )
     compress.add_argument("--calibration-tokens", type=int, default=256, help="tokens per row (default %(default)s)")
-    compress.add_argument("--threads", type=int, default=2, help="onnxruntime threads for calibration (default %(default)s)")
+    compress.add_argument(
+        "--threads", type=int, default=2, help="onnxruntime threads for calibration (default %(default)s)"
+    )
     compress.set_defaults(run=run_compress)
 
     listing = commands.add_parser("passes", help="list the passes recipes can use and the shipped recipes")
@@ -37,7 +45,9 @@ def run_compress(args: argparse.Namespace) -> int:
     from onnxforge.passes.recipe import load_recipe
 
     recipe = load_recipe(args.recipe)
-    settings = CalibrationSettings(args.calibration_samples, args.calibration_tokens, args.calibration_file, args.threads)
+    settings = CalibrationSettings(
+        args.calibration_samples, args.calibration_tokens, args.calibration_file, args.threads
+    )
     manifest = compress(Path(args.source), Path(args.out), recipe, settings, args.force)
     print_compress_summary(Path(args.out), manifest, len(recipe.steps))
     return 0
@@ -49,7 +59,9 @@ def print_compress_summary(out: Path, manifest: dict, recent: int) -> None:
     for column in ("pass", "parameters", "weights MiB", "nodes", "details"):
         table.add_column(column, justify="left" if column in ("pass", "details") else "right")
     for record in manifest["passes"][-recent:]:
-        details = {k: v for k, v in record.items() if not k.endswith(("_before", "_after")) and k not in ("pass", "config")}
+        details = {
+            k: v for k, v in record.items() if not k.endswith(("_before", "_after")) and k not in ("pass", "config")
+        }
         table.add_row(
             record["pass"],
             f"{record['parameters_before']:,} -> {record['parameters_after']:,}",

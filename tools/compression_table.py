@@ -22,10 +22,28 @@ from pathlib import Path
 
 ONNXFORGE = [sys.executable, "-m", "onnxforge.cli"]
 DEFAULT_RECIPES = (
-    "fuse", "prune-ffn-10-magnitude", "prune-ffn-10", "prune-ffn-25-magnitude", "prune-ffn-25",
-    "prune-ffn-40-magnitude", "prune-ffn-40", "prune-heads-25", "prune-kv-groups-25", "drop-layers-2",
-    "drop-layers-4", "sparse-50-magnitude", "sparse-50", "sparse-2of4-magnitude", "sparse-2of4",
-    "lowrank-90-plain", "lowrank-90", "lowrank-75-plain", "lowrank-75", "lowrank-50-plain", "lowrank-50",
+    "fuse",
+    "prune-ffn-10-magnitude",
+    "prune-ffn-10",
+    "prune-ffn-25-magnitude",
+    "prune-ffn-25",
+    "prune-ffn-40-magnitude",
+    "prune-ffn-40",
+    "prune-heads-25",
+    "prune-kv-groups-25",
+    "drop-layers-2",
+    "drop-layers-4",
+    "sparse-50-magnitude",
+    "sparse-50",
+    "sparse-2of4-magnitude",
+    "sparse-2of4",
+    "lowrank-95-plain",
+    "lowrank-95",
+    "lowrank-90-plain",
+    "lowrank-90",
+    "lowrank-90-asvd",
+    "lowrank-75-plain",
+    "lowrank-75",
 )
 TASKS = (("wikitext2", ["--limit", "40"]), ("arc_easy", []))
 MIB = 1024 * 1024
@@ -49,7 +67,9 @@ def main() -> None:
     for folder in folders.values():
         for task, extra in TASKS:
             if not _evaluated(args.out, folder, task):
-                _run([*ONNXFORGE, "eval", str(folder), "--task", task, *extra, "--threads", "2", "--out", str(args.out)])
+                _run(
+                    [*ONNXFORGE, "eval", str(folder), "--task", task, *extra, "--threads", "2", "--out", str(args.out)]
+                )
     if not args.skip_bench:
         _run([*ONNXFORGE, "bench", *map(str, folders.values()), "--batch", "1", "--out", str(args.out)])
         _run([*ONNXFORGE, "report", str(args.out)])
@@ -72,12 +92,16 @@ def _table(run_dir: Path, source: Path, folders: dict[str, Path]) -> str:
     evals = [json.loads(line) for line in (run_dir / "eval.jsonl").read_text().splitlines() if line]
     bench_file = run_dir / "bench.json"
     runs = json.loads(bench_file.read_text())["runs"] if bench_file.is_file() else []
-    lines = ["| recipe | parameters | non-zero | MiB on disk | decode tok/s | WikiText-2 ppl | ARC-Easy acc | acc_norm |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [
+        "| recipe | parameters | non-zero | MiB on disk | decode tok/s | WikiText-2 ppl | ARC-Easy acc | acc_norm |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
     for recipe, folder in folders.items():
         manifest = json.loads((folder / "onnxforge.json").read_text())
         found = {(e["task"]): e for e in evals if e["model"] == str(folder)}
-        speed = next((r["decode_tokens_per_s"]["median"] for r in runs if r.get("model") == str(folder.resolve())), None)
+        speed = next(
+            (r["decode_tokens_per_s"]["median"] for r in runs if r.get("model") == str(folder.resolve())), None
+        )
         wiki, arc = found.get("wikitext2", {}), found.get("arc_easy", {})
         lines.append(
             f"| {recipe} | {manifest['parameters'] / 1e6:.1f} M | "
@@ -85,9 +109,13 @@ def _table(run_dir: Path, source: Path, folders: dict[str, Path]) -> str:
             f"{manifest['files_bytes']['model.onnx_data'] / MIB:.0f} | {speed if speed is None else f'{speed:.1f}'} | "
             f"{wiki.get('perplexity', float('nan')):.2f} | {arc.get('acc', float('nan')):.4f} | {arc.get('acc_norm', float('nan')):.4f} |"
         )
-    lines += ["", f"Each row: `onnxforge compress {source} DIR/RECIPE --recipe RECIPE`; evaluated with",
-              "`onnxforge eval DIR/RECIPE --task wikitext2 --limit 40 --threads 2` and `--task arc_easy --threads 2`;",
-              "timed together by `onnxforge bench DIR/* --batch 1` (2 threads, 64 new tokens, median of 3).", ""]
+    lines += [
+        "",
+        f"Each row: `onnxforge compress {source} DIR/RECIPE --recipe RECIPE`; evaluated with",
+        "`onnxforge eval DIR/RECIPE --task wikitext2 --limit 40 --threads 2` and `--task arc_easy --threads 2`;",
+        "timed together by `onnxforge bench DIR/* --batch 1` (2 threads, 64 new tokens, median of 3).",
+        "",
+    ]
     return "\n".join(lines)
 
 

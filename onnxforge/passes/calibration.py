@@ -85,7 +85,9 @@ class Calibration:
         """What the calibration used, for onnxforge.json."""
         return {"source": self.source, "samples": len(self.rows), "tokens_per_sample": int(len(self.rows[0]))}
 
-    def run(self, model: ir.Model, values: Sequence[ir.Value], reduce: Callable[[list[np.ndarray]], None], label: str) -> None:
+    def run(
+        self, model: ir.Model, values: Sequence[ir.Value], reduce: Callable[[list[np.ndarray]], None], label: str
+    ) -> None:
         """Call `reduce` with the arrays of `values` (batch 1, one row) for every calibration row."""
         session = _session(model, values, self.threads)
         names = [value.name for value in values]
@@ -105,7 +107,6 @@ class Calibration:
 
         self.run(model, values, add, label)
         return [np.sqrt(total) for total in sums]
-
 
     def input_covariances(self, model: ir.Model, values: Sequence[ir.Value], label: str) -> list[np.ndarray]:
         """XᵀX over all calibration tokens of each value (channels of its last axis), in float64."""

@@ -19,6 +19,10 @@ PASSES: dict[str, RegisteredPass] = {
     "drop-layers": RegisteredPass(
         DropLayersPass, DropLayersConfig, "remove the decoder layers that change the hidden state least", True
     ),
-    "sparsify": RegisteredPass(SparsifyWeightsPass, SparsityConfig, "zero weights: unstructured or 2:4 (dense storage)", True),
-    "lowrank": RegisteredPass(FactorizeMatMulsPass, LowRankConfig, "factorise MatMuls by truncated SVD where it saves parameters", True),
+    "sparsify": RegisteredPass(
+        SparsifyWeightsPass, SparsityConfig, "zero weights: unstructured or 2:4 (dense storage)", True
+    ),
+    "lowrank": RegisteredPass(
+        FactorizeMatMulsPass, LowRankConfig, "factorise MatMuls by truncated SVD where it saves parameters", True
+    ),
 }

@@ -58,7 +58,11 @@ class DropLayersPass(ir.passes.InPlacePass):
         log = PassLog(model, "drop-layers", self.config)
         total = facts["num_layers"]
         influence = self._influence(model, total) if not self.config.layers else None
-        dropped = sorted(self.config.layers) if self.config.layers else sorted(np.argsort(influence)[: self.config.count].tolist())
+        dropped = (
+            sorted(self.config.layers)
+            if self.config.layers
+            else sorted(np.argsort(influence)[: self.config.count].tolist())
+        )
         if len(dropped) >= total or max(dropped) >= total:
             raise ValueError(f"cannot drop layers {dropped} of a model with {total} layers (numbered 0 to {total - 1})")
         streams = [residual_stream(model.graph, i) for i in dropped]
@@ -70,8 +74,10 @@ class DropLayersPass(ir.passes.InPlacePass):
         _renumber_layers(model.graph, dropped)
         forget_intermediate_shapes(model.graph)
         set_model_facts(model, {**facts, "num_layers": total - len(dropped)})
-        log.write(layers_dropped=dropped,
-                  block_influence=None if influence is None else [round(float(x), 5) for x in influence])
+        log.write(
+            layers_dropped=dropped,
+            block_influence=None if influence is None else [round(float(x), 5) for x in influence],
+        )
         return ir.passes.PassResult(model, modified=True)
 
     def _influence(self, model: ir.Model, layers: int) -> np.ndarray:
@@ -83,7 +89,9 @@ class DropLayersPass(ir.passes.InPlacePass):
         def add(arrays: list[np.ndarray]) -> None:
             for i in range(layers):
                 entering, leaving = (a.reshape(-1, a.shape[-1]).astype(np.float64) for a in arrays[2 * i : 2 * i + 2])
-                cosine = (entering * leaving).sum(1) / (np.linalg.norm(entering, axis=1) * np.linalg.norm(leaving, axis=1))
+                cosine = (entering * leaving).sum(1) / (
+                    np.linalg.norm(entering, axis=1) * np.linalg.norm(leaving, axis=1)
+                )
                 totals[i] += cosine.sum()
             tokens[0] += arrays[0].shape[0] * arrays[0].shape[1]
 
@@ -119,7 +127,7 @@ def _renumber_layers(graph: ir.Graph, dropped: list[int]) -> None:
             old = int(match.group(2))
             new = old - sum(1 for d in dropped if d < old)
             if new != old:
-                renames.append((value, f"{match.group(1)}{new}.{value.name[match.end():]}"))
+                renames.append((value, f"{match.group(1)}{new}.{value.name[match.end() :]}"))
     for value, _ in renames:  # two steps, so that no new name collides with an old one still in use
         value.name = "renumbering/" + value.name
     for value, name in renames:

@@ -42,7 +42,9 @@ _MODEL_FILES = (MODEL_FILE, EXTERNAL_DATA_FILE, "onnxforge.json")
 _SANITY_TOKENS = 48
 
 
-def compress(source: Path, out: Path, recipe: Recipe, calibration: CalibrationSettings, force: bool = False) -> dict[str, Any]:
+def compress(
+    source: Path, out: Path, recipe: Recipe, calibration: CalibrationSettings, force: bool = False
+) -> dict[str, Any]:
     """Apply `recipe` to the folder `source`, write the folder `out`, and return its manifest."""
     check_folder(source)
     if out.resolve() == source.resolve():
@@ -72,7 +74,9 @@ def compress(source: Path, out: Path, recipe: Recipe, calibration: CalibrationSe
         with steps.step("sanity", "sanity run against the input model"):
             sanity = sanity_check(source, stage)
         manifest = _updated_manifest(manifest, model, facts, recipe, records, shared)
-        manifest.update(sanity=sanity, compress_seconds=round(time.perf_counter() - start, 2), compress_steps_seconds=steps.seconds)
+        manifest.update(
+            sanity=sanity, compress_seconds=round(time.perf_counter() - start, 2), compress_steps_seconds=steps.seconds
+        )
         manifest["files_bytes"] = folder_bytes(stage)
         write_manifest(stage, manifest)
     return manifest
@@ -100,7 +104,11 @@ def _copy_side_files(source: Path, stage: Path, facts: dict[str, Any]) -> None:
 
 def _config_shape(config: dict[str, Any], facts: dict[str, Any]) -> dict[str, Any]:
     """The transformers config keys a reader needs to build the KV cache of the compressed graph."""
-    keys = {"num_hidden_layers": "num_layers", "num_attention_heads": "num_heads", "num_key_value_heads": "num_kv_heads"}
+    keys = {
+        "num_hidden_layers": "num_layers",
+        "num_attention_heads": "num_heads",
+        "num_key_value_heads": "num_kv_heads",
+    }
     shape = {key: facts[fact] for key, fact in keys.items() if key in config}
     if "num_attention_heads" in config:
         shape["head_dim"] = facts["head_dim"]  # explicit: hidden_size / heads no longer gives it after head pruning
@@ -108,8 +116,12 @@ def _config_shape(config: dict[str, Any], facts: dict[str, Any]) -> dict[str, An
 
 
 def _updated_manifest(
-    manifest: dict[str, Any], model: ir.Model, facts: dict[str, Any], recipe: Recipe,
-    records: list[dict[str, Any]], calibration: Calibration | None,
+    manifest: dict[str, Any],
+    model: ir.Model,
+    facts: dict[str, Any],
+    recipe: Recipe,
+    records: list[dict[str, Any]],
+    calibration: Calibration | None,
 ) -> dict[str, Any]:
     manifest = dict(manifest)
     manifest.pop("parity", None)  # parity was measured on the exported graph, not this one
@@ -131,8 +143,11 @@ def sanity_check(source: Path, out: Path) -> dict[str, Any]:
     if not np.isfinite(outputs[1]).all():
         raise RuntimeError("the compressed model produces non-finite logits: a pass broke it")
     agreement = float((outputs[0].argmax(-1) == outputs[1].argmax(-1)).mean())
-    return {"tokens": int(ids.shape[1]), "top1_agreement": round(agreement, 4),
-            "max_abs_logits_diff": float(np.abs(outputs[0] - outputs[1]).max())}
+    return {
+        "tokens": int(ids.shape[1]),
+        "top1_agreement": round(agreement, 4),
+        "max_abs_logits_diff": float(np.abs(outputs[0] - outputs[1]).max()),
+    }
 
 
 def _sanity_ids(source: Path) -> np.ndarray:

@@ -17,7 +17,13 @@ import onnx_ir as ir
 
 from onnxforge.passes.base import PassConfig, PassLog, check_choice, check_fraction, check_positive_int
 from onnxforge.passes.calibration import Calibration
-from onnxforge.passes.structure import Projection, forget_intermediate_shapes, projection, replace_weight, require_gated_decoder
+from onnxforge.passes.structure import (
+    Projection,
+    forget_intermediate_shapes,
+    projection,
+    replace_weight,
+    require_gated_decoder,
+)
 
 SCORINGS = ("magnitude", "activation")
 SCOPES = ("layer", "global")
@@ -56,8 +62,10 @@ class PruneFfnPass(ir.passes.InPlacePass):
     def call(self, model: ir.Model) -> ir.passes.PassResult:
         facts = require_gated_decoder(model, "prune-ffn")
         log = PassLog(model, "prune-ffn", self.config)
-        layers = [[projection(model.graph, i, name) for name in ("gate_proj", "up_proj", "down_proj")]
-                  for i in range(facts["num_layers"])]
+        layers = [
+            [projection(model.graph, i, name) for name in ("gate_proj", "up_proj", "down_proj")]
+            for i in range(facts["num_layers"])
+        ]
         scores = self._scores(model, [down for _, _, down in layers])
         keep = choose_kept(scores, self.config)
         for (gate, up, down), kept in zip(layers, keep):
@@ -85,8 +93,10 @@ def choose_kept(scores: list[np.ndarray], config: PruneFfnConfig) -> list[np.nda
     else:
         threshold = np.quantile(np.concatenate(scores), config.ratio)
         counts = [_rounded(float((s < threshold).sum()), config.multiple_of) for s in scores]
-    counts = [min(count, _rounded(config.max_layer_ratio * len(s), config.multiple_of, down=True))
-              for count, s in zip(counts, scores)]
+    counts = [
+        min(count, _rounded(config.max_layer_ratio * len(s), config.multiple_of, down=True))
+        for count, s in zip(counts, scores)
+    ]
     return [np.sort(np.argsort(s, kind="stable")[count:]) for count, s in zip(counts, scores)]
 
 

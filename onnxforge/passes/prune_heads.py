@@ -81,8 +81,13 @@ class PruneHeadsPass(ir.passes.InPlacePass):
         _resize_cache(model.graph, new_groups)
         forget_intermediate_shapes(model.graph)
         set_model_facts(model, {**facts, "num_heads": new_heads, "num_kv_heads": new_groups})
-        log.write(heads_before=facts["num_heads"], heads_after=new_heads, kv_heads_after=new_groups,
-                  removed_fraction=round(1 - new_heads / facts["num_heads"], 4), kept_heads=kept_heads)
+        log.write(
+            heads_before=facts["num_heads"],
+            heads_after=new_heads,
+            kv_heads_after=new_groups,
+            removed_fraction=round(1 - new_heads / facts["num_heads"], 4),
+            kept_heads=kept_heads,
+        )
         return ir.passes.PassResult(model, modified=True)
 
     def _removed_count(self, groups: int, per_group: int) -> int:
@@ -90,8 +95,10 @@ class PruneHeadsPass(ir.passes.InPlacePass):
         removed = round(self.config.ratio * unit)
         if not 1 <= removed < unit:
             what = "KV groups" if self.config.mode == "kv_groups" else "query heads per group"
-            raise ValueError(f"ratio {self.config.ratio} removes {removed} of {unit} {what}: choose a ratio that "
-                             f"removes at least one and keeps at least one (steps of {1 / unit:.3g})")
+            raise ValueError(
+                f"ratio {self.config.ratio} removes {removed} of {unit} {what}: choose a ratio that "
+                f"removes at least one and keeps at least one (steps of {1 / unit:.3g})"
+            )
         return removed
 
     def _head_scores(self, model: ir.Model, facts: dict) -> list[np.ndarray]:
@@ -131,12 +138,15 @@ def _rewrite_expansion(graph: ir.Graph, facts: dict, groups: int, per_group: int
         expand = next(u.node for u in unsqueeze.outputs[0].uses() if u.node.op_type == "Expand")
         reshape = next(u.node for u in expand.outputs[0].uses() if u.node.op_type == "Reshape")
         old_per_group = facts["num_heads"] // facts["num_kv_heads"]
-        _set_concat_constants(graph, expand.inputs[1].producer(), {1: facts["num_kv_heads"], 2: old_per_group},
-                              {1: groups, 2: per_group})
+        _set_concat_constants(
+            graph, expand.inputs[1].producer(), {1: facts["num_kv_heads"], 2: old_per_group}, {1: groups, 2: per_group}
+        )
         _set_concat_constants(graph, reshape.inputs[1].producer(), {1: facts["num_heads"]}, {1: groups * per_group})
 
 
-def _set_concat_constants(graph: ir.Graph, concat: ir.Node | None, expected: dict[int, int], new: dict[int, int]) -> None:
+def _set_concat_constants(
+    graph: ir.Graph, concat: ir.Node | None, expected: dict[int, int], new: dict[int, int]
+) -> None:
     if concat is None or concat.op_type != "Concat":
         raise ValueError("unexpected GQA expansion: its shape is not built by a Concat (re-export the model)")
     for index, value in expected.items():
@@ -145,7 +155,9 @@ def _set_concat_constants(graph: ir.Graph, concat: ir.Node | None, expected: dic
             continue  # a Concat shared by several layers, already rewritten
         if current is None or current.numpy().tolist() != [value]:
             raise ValueError(f"unexpected GQA expansion: shape input {index} is not the constant [{value}]")
-        constant = ir.Value(name=f"{concat.name}/heads_{index}", const_value=ir.tensor(np.array([new[index]], np.int64)))
+        constant = ir.Value(
+            name=f"{concat.name}/heads_{index}", const_value=ir.tensor(np.array([new[index]], np.int64))
+        )
         graph.register_initializer(constant)
         concat.replace_input_with(index, constant)
 

@@ -51,7 +51,11 @@ class Recipe:
 def named_recipes() -> dict[str, str]:
     """The recipes shipped with onnxforge: name -> TOML text."""
     folder = resources.files("onnxforge") / "recipes"
-    return {p.name.removesuffix(".toml"): p.read_text(encoding="utf-8") for p in folder.iterdir() if p.name.endswith(".toml")}
+    return {
+        p.name.removesuffix(".toml"): p.read_text(encoding="utf-8")
+        for p in folder.iterdir()
+        if p.name.endswith(".toml")
+    }
 
 
 def load_recipe(name_or_path: str) -> Recipe:
@@ -82,10 +86,12 @@ def parse_recipe(text: str, source: str) -> Recipe:
     calibration = table.get("calibration", {})
     wrong = sorted(set(calibration) - set(CALIBRATION_FIELDS)) if isinstance(calibration, dict) else ["(not a table)"]
     if wrong:
-        raise BadInput(f"recipe {source}: [calibration] has unknown {', '.join(wrong)}; valid: {', '.join(CALIBRATION_FIELDS)}")
+        raise BadInput(
+            f"recipe {source}: [calibration] has unknown {', '.join(wrong)}; valid: {', '.join(CALIBRATION_FIELDS)}"
+        )
     passes = table.get("passes")
     if not isinstance(passes, list) or not passes:
-        raise BadInput(f"recipe {source} lists no passes: add [[passes]] tables with name = \"...\"")
+        raise BadInput(f'recipe {source} lists no passes: add [[passes]] tables with name = "..."')
     steps = []
     for number, fields in enumerate(passes, start=1):
         try:

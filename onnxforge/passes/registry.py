@@ -45,7 +45,9 @@ def build_config(fields: dict[str, Any], where: str) -> tuple[str, PassConfig]:
     valid = [f.name for f in dataclasses.fields(entry.config)]
     unknown = sorted(set(fields) - set(valid))
     if unknown:
-        raise ValueError(f"{where} ({name}): unknown field {', '.join(unknown)}; valid fields are {', '.join(valid) or 'none'}")
+        raise ValueError(
+            f"{where} ({name}): unknown field {', '.join(unknown)}; valid fields are {', '.join(valid) or 'none'}"
+        )
     try:
         config = entry.config(**fields)
     except ValueError as error:

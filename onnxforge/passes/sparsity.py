@@ -19,7 +19,13 @@ import onnx_ir as ir
 from onnxforge.passes.base import PassConfig, PassLog, check_choice, check_fraction
 from onnxforge.passes.calibration import Calibration
 from onnxforge.passes.prune_ffn import SCORINGS
-from onnxforge.passes.structure import PROJECTIONS, check_projection_names, projections, replace_weight, require_gated_decoder
+from onnxforge.passes.structure import (
+    PROJECTIONS,
+    check_projection_names,
+    projections,
+    replace_weight,
+    require_gated_decoder,
+)
 
 PATTERNS = ("unstructured", "2:4")
 
@@ -67,8 +73,11 @@ class SparsifyWeightsPass(ir.passes.InPlacePass):
             kept = sparse_mask(np.abs(weight) * norm[:, None], self.config.pattern, self.config.ratio)
             replace_weight(proj.weight, np.where(kept, weight, 0).astype(weight.dtype))
             nonzero_after += int(kept.sum())
-        log.write(nonzero_before=nonzero_before, nonzero_after=nonzero_after,
-                  note="dense storage: bytes on disk do not change")
+        log.write(
+            nonzero_before=nonzero_before,
+            nonzero_after=nonzero_after,
+            note="dense storage: bytes on disk do not change",
+        )
         return ir.passes.PassResult(model, modified=True)
 
     def _input_norms(self, model: ir.Model, targets: list) -> list[np.ndarray]:

@@ -15,8 +15,15 @@ import onnx_ir as ir
 from onnxforge.passes.base import model_facts
 
 _GATED_FAMILY = ("llama", "mistral", "qwen2")
-_MODULE = {"q_proj": "self_attn", "k_proj": "self_attn", "v_proj": "self_attn", "o_proj": "self_attn",
-           "gate_proj": "mlp", "up_proj": "mlp", "down_proj": "mlp"}
+_MODULE = {
+    "q_proj": "self_attn",
+    "k_proj": "self_attn",
+    "v_proj": "self_attn",
+    "o_proj": "self_attn",
+    "gate_proj": "mlp",
+    "up_proj": "mlp",
+    "down_proj": "mlp",
+}
 PROJECTIONS = tuple(_MODULE)
 
 

@@ -24,7 +24,9 @@ def baseline_perplexity(default_export: tuple[Path, dict[str, Any]]) -> float:
     return evaluate_folder(default_export[0], "wikitext2", 3, threads=2, token_budget=2048)["perplexity"]
 
 
-def _compressed(default_export: tuple[Path, dict[str, Any]], tmp_path: Path, recipe: str) -> tuple[Path, dict[str, Any]]:
+def _compressed(
+    default_export: tuple[Path, dict[str, Any]], tmp_path: Path, recipe: str
+) -> tuple[Path, dict[str, Any]]:
     out = tmp_path / recipe
     return out, compress(default_export[0], out, load_recipe(recipe), CALIBRATION)
 
@@ -37,7 +39,9 @@ def test_prune_ffn_removes_a_quarter_of_the_channels(default_export, baseline_pe
     folder, manifest = _compressed(default_export, tmp_path, "prune-ffn-25")
     removed = LAYERS * (FFN // 4) * 3 * HIDDEN
     assert default_export[1]["parameters"] - manifest["parameters"] == removed
-    assert manifest["files_bytes"]["model.onnx_data"] <= default_export[1]["files_bytes"]["model.onnx_data"] - removed * 4
+    assert (
+        manifest["files_bytes"]["model.onnx_data"] <= default_export[1]["files_bytes"]["model.onnx_data"] - removed * 4
+    )
     assert baseline_perplexity < _perplexity(folder) < 1.6 * baseline_perplexity
 
 
@@ -49,7 +53,9 @@ def test_prune_heads_keeps_two_of_three_query_heads_per_group(default_export, tm
     assert greedy_with_cache(folder, tokens=12) == greedy_without_cache(folder, tokens=12)
 
 
-def test_drop_layers_removes_two_layers_chosen_by_influence(default_export, baseline_perplexity, tmp_path: Path) -> None:  # noqa: ANN001
+def test_drop_layers_removes_two_layers_chosen_by_influence(
+    default_export, baseline_perplexity, tmp_path: Path
+) -> None:  # noqa: ANN001
     folder, manifest = _compressed(default_export, tmp_path, "drop-layers-2")
     record = manifest["passes"][-1]
     assert manifest["architecture"]["num_layers"] == 28 and len(record["layers_dropped"]) == 2

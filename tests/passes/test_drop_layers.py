@@ -24,7 +24,10 @@ def test_an_identity_layer_is_chosen_and_dropping_it_is_exact(export_tiny, tmp_p
     assert record["block_influence"][0] < 1e-6 < record["block_influence"][1]
     np.testing.assert_allclose(batch_logits(tmp_path / "dropped"), batch_logits(source), atol=1e-5)
     graph = onnx.load(tmp_path / "dropped" / "model.onnx", load_external_data=False).graph
-    assert [i.name for i in graph.input if i.name.startswith("past")] == ["past_key_values.0.key", "past_key_values.0.value"]
+    assert [i.name for i in graph.input if i.name.startswith("past")] == [
+        "past_key_values.0.key",
+        "past_key_values.0.value",
+    ]
     assert not any(w.name.startswith("model.layers.1.") for w in graph.initializer)  # layer 1 is now layer 0
     config = json.loads((tmp_path / "dropped" / "config.json").read_text())
     assert config["num_hidden_layers"] == 1 and manifest["architecture"]["num_layers"] == 1

@@ -26,13 +26,17 @@ def _silence_channels(arrays: dict[str, np.ndarray]) -> None:
 @pytest.mark.parametrize("scoring", ["magnitude", "activation"])
 def test_pruning_channels_that_contribute_nothing_is_exact(export_tiny, tmp_path: Path, scoring: str) -> None:  # noqa: ANN001
     source = edited_copy(export_tiny("llama"), tmp_path / "silenced", _silence_channels)
-    manifest = run_recipe(source, tmp_path / "pruned", f'[[passes]]\nname = "prune-ffn"\nratio = 0.25\nscoring = "{scoring}"')
+    manifest = run_recipe(
+        source, tmp_path / "pruned", f'[[passes]]\nname = "prune-ffn"\nratio = 0.25\nscoring = "{scoring}"'
+    )
     np.testing.assert_allclose(batch_logits(tmp_path / "pruned"), batch_logits(source), atol=1e-5)
     record = manifest["passes"][-1]
     assert record["channels_removed"] == [32, 32]
     assert record["parameters_before"] - record["parameters_after"] == LAYERS * 32 * 3 * HIDDEN
-    sizes = [json.loads((folder / "onnxforge.json").read_text())["files_bytes"]["model.onnx_data"]
-             for folder in (source, tmp_path / "pruned")]
+    sizes = [
+        json.loads((folder / "onnxforge.json").read_text())["files_bytes"]["model.onnx_data"]
+        for folder in (source, tmp_path / "pruned")
+    ]
     assert sizes[1] <= sizes[0] - LAYERS * 32 * 3 * HIDDEN * 4
 
 

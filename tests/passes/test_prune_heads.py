@@ -24,10 +24,19 @@ def _silence_heads(heads: list[int]):  # noqa: ANN202
     return edit
 
 
-@pytest.mark.parametrize(("mode", "silenced", "heads", "kv_heads"), [("query", [1, 2], 2, 2), ("kv_groups", [2, 3], 2, 1)])
+@pytest.mark.parametrize(
+    ("mode", "silenced", "heads", "kv_heads"), [("query", [1, 2], 2, 2), ("kv_groups", [2, 3], 2, 1)]
+)
 @pytest.mark.parametrize("scoring", ["magnitude", "activation"])
-def test_removing_silent_heads_is_exact(export_tiny, tmp_path: Path, mode: str, silenced: list[int],  # noqa: ANN001
-                                        heads: int, kv_heads: int, scoring: str) -> None:
+def test_removing_silent_heads_is_exact(
+    export_tiny,
+    tmp_path: Path,
+    mode: str,
+    silenced: list[int],  # noqa: ANN001
+    heads: int,
+    kv_heads: int,
+    scoring: str,
+) -> None:
     source = edited_copy(export_tiny("llama"), tmp_path / "silenced", _silence_heads(silenced))
     recipe = f'[[passes]]\nname = "prune-heads"\nratio = 0.5\nmode = "{mode}"\nscoring = "{scoring}"'
     manifest = run_recipe(source, tmp_path / "pruned", recipe)
@@ -35,14 +44,20 @@ def test_removing_silent_heads_is_exact(export_tiny, tmp_path: Path, mode: str, 
     assert manifest["passes"][-1]["kept_heads"] == [[h for h in range(4) if h not in silenced]] * 2
     assert (manifest["architecture"]["num_heads"], manifest["architecture"]["num_kv_heads"]) == (heads, kv_heads)
     config = json.loads((tmp_path / "pruned" / "config.json").read_text())
-    assert (config["num_attention_heads"], config["num_key_value_heads"], config["head_dim"]) == (heads, kv_heads, HEAD_DIM)
+    assert (config["num_attention_heads"], config["num_key_value_heads"], config["head_dim"]) == (
+        heads,
+        kv_heads,
+        HEAD_DIM,
+    )
     graph = onnx.load(tmp_path / "pruned" / "model.onnx", load_external_data=False).graph
     past = next(i for i in graph.input if i.name == "past_key_values.0.key")
     assert past.type.tensor_type.shape.dim[1].dim_value == kv_heads
 
 
 def test_kv_group_pruned_model_decodes_with_its_smaller_cache(export_tiny, tmp_path: Path) -> None:  # noqa: ANN001
-    run_recipe(export_tiny("qwen2"), tmp_path / "pruned", '[[passes]]\nname = "prune-heads"\nratio = 0.5\nmode = "kv_groups"')
+    run_recipe(
+        export_tiny("qwen2"), tmp_path / "pruned", '[[passes]]\nname = "prune-heads"\nratio = 0.5\nmode = "kv_groups"'
+    )
     assert greedy_with_cache(tmp_path / "pruned") == greedy_without_cache(tmp_path / "pruned")
 
 

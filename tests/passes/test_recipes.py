@@ -22,13 +22,13 @@ def test_every_shipped_recipe_is_valid() -> None:
     ("text", "message"),
     [
         ('[[passes]]\nname = "prune-fnn"', "unknown pass 'prune-fnn': valid passes are .*prune-ffn"),
-        ('[[passes]]\nratio = 0.2', "has no name: valid passes are"),
+        ("[[passes]]\nratio = 0.2", "has no name: valid passes are"),
         ('[[passes]]\nname = "prune-ffn"\nratoi = 0.2', "unknown field ratoi; valid fields are ratio, scoring"),
         ('[[passes]]\nname = "prune-ffn"\nratio = 1.5', "ratio must be a number from 0 to below 0.95, got 1.5"),
         ('[[passes]]\nname = "prune-ffn"\nscoring = "wanda"', "scoring must be one of magnitude, activation"),
         ('description = "x"', "lists no passes"),
         ('[[passes]\nname = "x"', "is not valid TOML"),
-        ('passes = []\nthing = 1', "unknown key thing"),
+        ("passes = []\nthing = 1", "unknown key thing"),
         ('[calibration]\nsample = 3\n[[passes]]\nname = "cleanup"', r"\[calibration\] has unknown sample"),
     ],
 )
