@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from onnxforge.passes.cleanup import CleanupConfig, CleanupPass
 from onnxforge.passes.drop_layers import DropLayersConfig, DropLayersPass
+from onnxforge.passes.fuse import FuseConfig, FuseForOrtPass
 from onnxforge.passes.lowrank import FactorizeMatMulsPass, LowRankConfig
 from onnxforge.passes.prune_ffn import PruneFfnConfig, PruneFfnPass
 from onnxforge.passes.prune_heads import PruneHeadsConfig, PruneHeadsPass
@@ -12,6 +13,9 @@ from onnxforge.passes.sparsity import SparsifyWeightsPass, SparsityConfig
 
 PASSES: dict[str, RegisteredPass] = {
     "cleanup": RegisteredPass(CleanupPass, CleanupConfig, "fold constants, remove dead and duplicate nodes"),
+    "fuse": RegisteredPass(
+        FuseForOrtPass, FuseConfig, "ONNX Runtime kernels: GroupQueryAttention, RotaryEmbedding, SkipSimplifiedLayerNorm"
+    ),
     "prune-ffn": RegisteredPass(PruneFfnPass, PruneFfnConfig, "remove FFN channels (gate/up columns, down rows)", True),
     "prune-heads": RegisteredPass(
         PruneHeadsPass, PruneHeadsConfig, "remove attention heads (query heads per group, or KV groups)", True
