@@ -80,3 +80,20 @@ def test_lowrank_halves_the_factorised_matmuls(default_export, tmp_path: Path) -
     projections = LAYERS * (2 * HIDDEN * HIDDEN + 2 * HIDDEN * 192 + 3 * HIDDEN * FFN)
     assert default_export[1]["parameters"] - manifest["parameters"] == pytest.approx(projections / 2, rel=0.01)
     assert np.isfinite(_perplexity(folder))
+
+
+def test_fused_model_generates_the_same_tokens_and_scores(default_export, baseline_perplexity, tmp_path: Path) -> None:  # noqa: ANN001
+    from onnxforge.runtime.generate import GenerationSettings, Generator
+
+    folder, manifest = _compressed(default_export, tmp_path, "fuse")
+    fused = manifest["passes"][-1]["fused"]
+    assert fused["GroupQueryAttention"] == LAYERS and fused["SkipSimplifiedLayerNormalization"] == 2 * LAYERS
+    assert manifest["nodes"] < default_export[1]["nodes"] / 4
+    prompts = ["What is the capital of France?", "Write a haiku about the sea.", "List three prime numbers."]
+    settings = GenerationSettings(max_new_tokens=32)
+    tokens = [
+        [c.token_ids for c in Generator(path).generate(prompts, settings).completions]
+        for path in (default_export[0], folder)
+    ]
+    assert tokens[0] == tokens[1]  # a left-padded batch of 3, through the shared KV buffer
+    assert _perplexity(folder) == pytest.approx(baseline_perplexity, rel=1e-4)
