@@ -35,13 +35,11 @@ DEFAULT_RECIPES = (
     "drop-layers-4",
     "sparse-50-magnitude",
     "sparse-50",
-    "sparse-2of4-magnitude",
     "sparse-2of4",
     "lowrank-95-plain",
     "lowrank-95",
     "lowrank-90-plain",
     "lowrank-90",
-    "lowrank-90-asvd",
     "lowrank-75-plain",
     "lowrank-75",
 )

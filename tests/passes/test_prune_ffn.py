@@ -58,3 +58,20 @@ def test_unsupported_architecture_is_one_clear_error(export_tiny, tmp_path: Path
     with pytest.raises(BadInput, match="prune-ffn supports llama, mistral, qwen2 .* this model is gpt2"):
         run_recipe(export_tiny("gpt2"), tmp_path / "out", '[[passes]]\nname = "prune-ffn"')
     assert not (tmp_path / "out").exists()
+
+
+def test_structural_pass_after_fuse_is_refused_with_advice(export_tiny, tmp_path: Path) -> None:  # noqa: ANN001
+    from onnxforge.errors import BadInput
+
+    recipe = '[[passes]]\nname = "fuse"\n\n[[passes]]\nname = "prune-ffn"'
+    with pytest.raises(BadInput, match=r"pass 2 \(prune-ffn\): prune-ffn must run before fuse"):
+        run_recipe(export_tiny("llama"), tmp_path / "out", recipe)
+    assert not (tmp_path / "out").exists()
+
+
+def test_compress_command_refuses_a_folder_that_is_not_a_model(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    from onnxforge.cli import main
+
+    assert main(["compress", str(tmp_path), str(tmp_path / "out"), "--recipe", "fuse"]) == 2
+    assert "is not an onnxforge model folder" in capsys.readouterr().err
+    assert not (tmp_path / "out").exists()
