@@ -80,11 +80,14 @@ def _plot_size_vs_perplexity(rows: list[dict[str, Any]], path: Path) -> None:
 
     points = [(r["model_bytes"] / MIB, r["wikitext2.perplexity"], r["engine"]) for r in rows
               if r.get("wikitext2.perplexity") and r["model_bytes"]]
-    figure, axes = plt.subplots(figsize=(6, 4))
+    figure, axes = plt.subplots(figsize=(6, 4) if len(points) < 8 else (9, 7))
     for size, perplexity, label in points:
         axes.scatter(size, perplexity)
         axes.annotate(label, (size, perplexity), fontsize=8, xytext=(4, 4), textcoords="offset points")
     axes.set(xlabel="MiB on disk", ylabel="WikiText-2 perplexity", title="size vs perplexity")
+    perplexities = [p for _, p, _ in points]
+    if perplexities and max(perplexities) > 20 * min(perplexities):
+        axes.set_yscale("log")  # collapsed models would flatten every other point
     axes.grid(alpha=0.3)
     figure.tight_layout()
     figure.savefig(path, dpi=120)
