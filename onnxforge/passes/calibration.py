@@ -15,6 +15,7 @@ import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx_ir as ir
@@ -156,3 +157,23 @@ def _feeds(session: ort.InferenceSession, row: np.ndarray) -> dict[str, np.ndarr
             dtype = np.float16 if "float16" in graph_input.type else np.float32
             feeds[graph_input.name] = np.zeros((1, heads, 0, head_dim), dtype)
     return feeds
+
+
+class CalibratedPass(ir.passes.InPlacePass):
+    """A pass built from its config and the pipeline's shared calibration (None when not needed)."""
+
+    def __init__(self, config: Any, calibration: Calibration | None = None) -> None:
+        super().__init__()
+        self.config, self.calibration = config, calibration
+
+    def calibrated(self) -> Calibration:
+        """The calibration; ValueError when the pass was built without one."""
+        if self.calibration is None:
+            raise ValueError(f"{type(self).__name__} needs calibration data (the compress pipeline provides it)")
+        return self.calibration
+
+    def input_statistics(self, model: ir.Model, projections: Sequence[Any], statistic: str, label: str) -> list:
+        """`channel_norms` or `input_covariances` of each projection's input, shared inputs measured once."""
+        inputs = list(dict.fromkeys(proj.input for proj in projections))  # q/k/v and gate/up share one input
+        measured = dict(zip(inputs, getattr(self.calibrated(), statistic)(model, inputs, label)))
+        return [measured[proj.input] for proj in projections]

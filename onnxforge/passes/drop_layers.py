@@ -18,7 +18,7 @@ import onnx_ir as ir
 import onnx_ir.passes.common as common_passes
 
 from onnxforge.passes.base import PassConfig, PassLog, check_positive_int, set_model_facts
-from onnxforge.passes.calibration import Calibration
+from onnxforge.passes.calibration import CalibratedPass
 from onnxforge.passes.structure import forget_intermediate_shapes, require_gated_decoder, residual_stream
 
 _LAYER_NAME = re.compile(r"^(model\.layers\.|past_key_values\.|present\.)(\d+)\.")
@@ -41,17 +41,13 @@ class DropLayersConfig(PassConfig):
             raise ValueError(f"layers must list distinct layer numbers >= 0, got {list(self.layers)}")
 
 
-class DropLayersPass(ir.passes.InPlacePass):
+class DropLayersPass(CalibratedPass):
     """Remove the least important decoder layers.
 
     1. Measure every layer's block influence on the calibration text (unless `layers` is given).
     2. Route each dropped layer's input stream to its readers; remove its cache inputs/outputs.
     3. Delete the dead nodes and weights; renumber the remaining layers.
     """
-
-    def __init__(self, config: DropLayersConfig, calibration: Calibration | None = None) -> None:
-        super().__init__()
-        self.config, self.calibration = config, calibration
 
     def call(self, model: ir.Model) -> ir.passes.PassResult:
         facts = require_gated_decoder(model, "drop-layers")
@@ -81,8 +77,6 @@ class DropLayersPass(ir.passes.InPlacePass):
         return ir.passes.PassResult(model, modified=True)
 
     def _influence(self, model: ir.Model, layers: int) -> np.ndarray:
-        if self.calibration is None:
-            raise ValueError("choosing layers needs calibration data (or list them in `layers`)")
         streams = [value for i in range(layers) for value in residual_stream(model.graph, i)]
         totals, tokens = np.zeros(layers), [0]
 
@@ -95,7 +89,7 @@ class DropLayersPass(ir.passes.InPlacePass):
                 totals[i] += cosine.sum()
             tokens[0] += arrays[0].shape[0] * arrays[0].shape[1]
 
-        self.calibration.run(model, streams, add, "layer influence")
+        self.calibrated().run(model, streams, add, "layer influence")
         return 1.0 - totals / tokens[0]
 
 

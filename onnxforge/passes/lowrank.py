@@ -23,7 +23,7 @@ import numpy as np
 import onnx_ir as ir
 
 from onnxforge.passes.base import PassConfig, PassLog, check_choice, check_fraction
-from onnxforge.passes.calibration import Calibration
+from onnxforge.passes.calibration import CalibratedPass
 from onnxforge.passes.structure import (
     PROJECTIONS,
     Projection,
@@ -64,17 +64,13 @@ class LowRankConfig(PassConfig):
             raise ValueError(f"only_if_smaller must be true or false, got {self.only_if_smaller!r}")
 
 
-class FactorizeMatMulsPass(ir.passes.InPlacePass):
+class FactorizeMatMulsPass(CalibratedPass):
     """Replace target projections by two thinner MatMuls where that saves parameters.
 
     1. Collect input channel norms (activation-aware) for the target projections.
     2. For each weight: SVD of S·W, choose the rank, skip when it would not shrink.
     3. Insert MatMul(x, A) before the original node, which now multiplies by B.
     """
-
-    def __init__(self, config: LowRankConfig, calibration: Calibration | None = None) -> None:
-        super().__init__()
-        self.config, self.calibration = config, calibration
 
     def call(self, model: ir.Model) -> ir.passes.PassResult:
         facts = require_gated_decoder(model, "lowrank")
@@ -95,14 +91,11 @@ class FactorizeMatMulsPass(ir.passes.InPlacePass):
         """The input transform S of each target: a vector (diagonal) or a triangular matrix."""
         if self.config.scoring == "plain":
             return [np.ones(proj.weight.shape[0]) for proj in targets]
-        if self.calibration is None:
-            raise ValueError("activation-aware factorisation needs calibration data (the pipeline provides it)")
-        inputs = list(dict.fromkeys(proj.input for proj in targets))
         if self.config.scoring == "whiten":
-            grams = dict(zip(inputs, self.calibration.input_covariances(model, inputs, "MatMul input Gram matrices")))
-            return [whitening(grams[proj.input]) for proj in targets]
-        norms = dict(zip(inputs, self.calibration.channel_norms(model, inputs, "MatMul input norms")))
-        return [activation_scale(norms[proj.input], self.config.alpha) for proj in targets]
+            grams = self.input_statistics(model, targets, "input_covariances", "MatMul input Gram matrices")
+            return [whitening(gram) for gram in grams]
+        norms = self.input_statistics(model, targets, "channel_norms", "MatMul input norms")
+        return [activation_scale(norm, self.config.alpha) for norm in norms]
 
 
 def activation_scale(norms: np.ndarray, alpha: float) -> np.ndarray:

@@ -16,7 +16,7 @@ import numpy as np
 import onnx_ir as ir
 
 from onnxforge.passes.base import PassConfig, PassLog, check_choice, check_fraction, check_positive_int
-from onnxforge.passes.calibration import Calibration
+from onnxforge.passes.calibration import CalibratedPass
 from onnxforge.passes.structure import (
     Projection,
     forget_intermediate_shapes,
@@ -47,17 +47,13 @@ class PruneFfnConfig(PassConfig):
         check_fraction("max_layer_ratio", self.max_layer_ratio)
 
 
-class PruneFfnPass(ir.passes.InPlacePass):
+class PruneFfnPass(CalibratedPass):
     """Remove the lowest-scoring FFN channels of every decoder layer.
 
     1. Find each layer's gate/up/down MatMuls by their weight names.
     2. Score the channels (magnitude, or magnitude times calibration input norms).
     3. Choose the channels to keep (per layer or global), slice the three weights.
     """
-
-    def __init__(self, config: PruneFfnConfig, calibration: Calibration | None = None) -> None:
-        super().__init__()
-        self.config, self.calibration = config, calibration
 
     def call(self, model: ir.Model) -> ir.passes.PassResult:
         facts = require_gated_decoder(model, "prune-ffn")
@@ -80,9 +76,7 @@ class PruneFfnPass(ir.passes.InPlacePass):
         magnitudes = [np.abs(down.array()).sum(axis=1) for down in downs]
         if self.config.scoring == "magnitude":
             return magnitudes
-        if self.calibration is None:
-            raise ValueError("activation-aware scoring needs calibration data (the pipeline provides it)")
-        norms = self.calibration.channel_norms(model, [down.input for down in downs], "FFN channel norms")
+        norms = self.input_statistics(model, downs, "channel_norms", "FFN channel norms")
         return [magnitude * norm for magnitude, norm in zip(magnitudes, norms)]
 
 

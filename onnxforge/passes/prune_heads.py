@@ -23,7 +23,7 @@ import numpy as np
 import onnx_ir as ir
 
 from onnxforge.passes.base import PassConfig, PassLog, check_choice, check_fraction, set_model_facts
-from onnxforge.passes.calibration import Calibration
+from onnxforge.passes.calibration import CalibratedPass
 from onnxforge.passes.prune_ffn import SCORINGS
 from onnxforge.passes.structure import forget_intermediate_shapes, projection, replace_weight, require_gated_decoder
 
@@ -44,7 +44,7 @@ class PruneHeadsConfig(PassConfig):
         check_choice("scoring", self.scoring, SCORINGS)
 
 
-class PruneHeadsPass(ir.passes.InPlacePass):
+class PruneHeadsPass(CalibratedPass):
     """Remove the lowest-scoring attention heads of every layer.
 
     1. Score the query heads from o_proj (and calibration input norms when activation-aware).
@@ -52,10 +52,6 @@ class PruneHeadsPass(ir.passes.InPlacePass):
     3. Slice q/k/v columns (and biases) and o_proj rows; rewrite the GQA expansion constants
        and, for kv_groups, the cache input/output shapes.
     """
-
-    def __init__(self, config: PruneHeadsConfig, calibration: Calibration | None = None) -> None:
-        super().__init__()
-        self.config, self.calibration = config, calibration
 
     def call(self, model: ir.Model) -> ir.passes.PassResult:
         facts = require_gated_decoder(model, "prune-heads")
@@ -105,9 +101,7 @@ class PruneHeadsPass(ir.passes.InPlacePass):
         outs = [projection(model.graph, i, "o_proj") for i in range(facts["num_layers"])]
         rows = [np.abs(o.array()).sum(axis=1) for o in outs]
         if self.config.scoring == "activation":
-            if self.calibration is None:
-                raise ValueError("activation-aware scoring needs calibration data (the pipeline provides it)")
-            norms = self.calibration.channel_norms(model, [o.input for o in outs], "attention head norms")
+            norms = self.input_statistics(model, outs, "channel_norms", "attention head norms")
             rows = [row * norm for row, norm in zip(rows, norms)]
         return [row.reshape(facts["num_heads"], facts["head_dim"]).sum(axis=1) for row in rows]
 

@@ -17,7 +17,7 @@ import numpy as np
 import onnx_ir as ir
 
 from onnxforge.passes.base import PassConfig, PassLog, check_choice, check_fraction
-from onnxforge.passes.calibration import Calibration
+from onnxforge.passes.calibration import CalibratedPass
 from onnxforge.passes.prune_ffn import SCORINGS
 from onnxforge.passes.structure import (
     PROJECTIONS,
@@ -50,16 +50,12 @@ class SparsityConfig(PassConfig):
         check_projection_names(self.targets)
 
 
-class SparsifyWeightsPass(ir.passes.InPlacePass):
+class SparsifyWeightsPass(CalibratedPass):
     """Zero the lowest-scoring weights of the target projections.
 
     1. Score every weight (magnitude, or magnitude times calibration input norms).
     2. Within each output column, zero the lowest `ratio` (unstructured) or 2 of every 4 (2:4).
     """
-
-    def __init__(self, config: SparsityConfig, calibration: Calibration | None = None) -> None:
-        super().__init__()
-        self.config, self.calibration = config, calibration
 
     def call(self, model: ir.Model) -> ir.passes.PassResult:
         facts = require_gated_decoder(model, "sparsify")
@@ -83,11 +79,7 @@ class SparsifyWeightsPass(ir.passes.InPlacePass):
     def _input_norms(self, model: ir.Model, targets: list) -> list[np.ndarray]:
         if self.config.scoring == "magnitude":
             return [np.ones(proj.weight.shape[0]) for proj in targets]
-        if self.calibration is None:
-            raise ValueError("activation-aware scoring needs calibration data (the pipeline provides it)")
-        inputs = list(dict.fromkeys(proj.input for proj in targets))  # q/k/v and gate/up share one input
-        norms = dict(zip(inputs, self.calibration.channel_norms(model, inputs, "weight input norms")))
-        return [norms[proj.input] for proj in targets]
+        return self.input_statistics(model, targets, "channel_norms", "weight input norms")
 
 
 def sparse_mask(scores: np.ndarray, pattern: str, ratio: float) -> np.ndarray:
