@@ -102,6 +102,7 @@ class FuseForOrtPass(ir.passes.InPlacePass):
     def call(self, model: ir.Model) -> ir.passes.PassResult:
         log = PassLog(model, "fuse", self.config)
         facts = model_facts(model)
+        common_passes.ShapeInferencePass()(model)  # the rules check shapes; pruning passes leave them unknown
         counts_before = _op_counts(model.graph)
         applied = {"packed_qkv": pack_sibling_matmuls(model.graph) if self.config.pack_qkv else 0}
         if self.config.norms:

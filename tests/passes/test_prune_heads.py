@@ -64,3 +64,13 @@ def test_kv_group_pruned_model_decodes_with_its_smaller_cache(export_tiny, tmp_p
 def test_a_ratio_that_removes_no_whole_head_is_refused(export_tiny, tmp_path: Path) -> None:  # noqa: ANN001
     with pytest.raises(BadInput, match="ratio 0.1 removes 0 of 2 query heads per group"):
         run_recipe(export_tiny("llama"), tmp_path / "out", '[[passes]]\nname = "prune-heads"\nratio = 0.1')
+
+
+def test_a_pruned_model_still_fuses_with_the_same_outputs(export_tiny, tmp_path: Path) -> None:  # noqa: ANN001
+    source = export_tiny("llama")
+    prune = '[[passes]]\nname = "prune-heads"\nratio = 0.5\n\n[[passes]]\nname = "prune-ffn"\nratio = 0.25'
+    run_recipe(source, tmp_path / "pruned", prune)
+    manifest = run_recipe(source, tmp_path / "fused", prune + '\n\n[[passes]]\nname = "fuse"')
+    assert manifest["passes"][-1]["fused"]["GroupQueryAttention"] == 2
+    np.testing.assert_allclose(batch_logits(tmp_path / "fused"), batch_logits(tmp_path / "pruned"), atol=1e-4)
+    assert greedy_with_cache(tmp_path / "fused") == greedy_with_cache(tmp_path / "pruned")
