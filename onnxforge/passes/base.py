@@ -24,6 +24,9 @@ class PassConfig:
     """Base of every pass config: subclasses add fields and check them in `validate`."""
 
     def __post_init__(self) -> None:
+        for field in dataclasses.fields(self):  # TOML gives lists; configs hold tuples (frozen, hashable)
+            if isinstance(getattr(self, field.name), list):
+                object.__setattr__(self, field.name, tuple(getattr(self, field.name)))
         self.validate()
 
     def validate(self) -> None:

@@ -95,7 +95,22 @@ class Calibration:
         with console.status(f"calibration: {label}") as status:
             for number, row in enumerate(self.rows, start=1):
                 status.update(f"calibration: {label} ({number}/{len(self.rows)} samples)")
-                reduce(session.run(names, _feeds(session, row)))
+                reduce(session.run(names, calibration_feeds(model, row)))
+
+    def mean_nll(self, model: ir.Model, label: str) -> float:
+        """Mean next-token negative log-likelihood (nats) of `model` on the calibration rows."""
+        logits_value = next(value for value in model.graph.outputs if value.name == "logits")
+        losses: list[np.ndarray] = []
+
+        def add(arrays: list[np.ndarray]) -> None:
+            targets = self.rows[len(losses)][1:]
+            shifted = arrays[0][0, :-1].astype(np.float64)
+            shifted -= shifted.max(axis=-1, keepdims=True)
+            log_norm = np.log(np.exp(shifted).sum(axis=-1))
+            losses.append(log_norm - shifted[np.arange(len(targets)), targets])
+
+        self.run(model, [logits_value], add, label)
+        return float(np.concatenate(losses).mean())
 
     def channel_norms(self, model: ir.Model, values: Sequence[ir.Value], label: str) -> list[np.ndarray]:
         """Per-channel L2 norm over all calibration tokens of each value (its last axis)."""
@@ -108,6 +123,19 @@ class Calibration:
 
         self.run(model, values, add, label)
         return [np.sqrt(total) for total in sums]
+
+    def channel_means(self, model: ir.Model, values: Sequence[ir.Value], label: str) -> list[np.ndarray]:
+        """Per-channel mean over all calibration tokens of each value (its last axis), float64."""
+        sums, counts = [np.zeros(0)] * len(values), [0] * len(values)
+
+        def add(arrays: list[np.ndarray]) -> None:
+            for i, array in enumerate(arrays):
+                rows = array.astype(np.float64).reshape(-1, array.shape[-1])
+                sums[i] = rows.sum(axis=0) if sums[i].size == 0 else sums[i] + rows.sum(axis=0)
+                counts[i] += rows.shape[0]
+
+        self.run(model, values, add, label)
+        return [total / count for total, count in zip(sums, counts)]
 
     def input_covariances(self, model: ir.Model, values: Sequence[ir.Value], label: str) -> list[np.ndarray]:
         """XᵀX over all calibration tokens of each value (channels of its last axis), in float64."""
@@ -141,21 +169,22 @@ def _session(model: ir.Model, values: Sequence[ir.Value], threads: int) -> ort.I
     return ort.InferenceSession(proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
 
 
-def _feeds(session: ort.InferenceSession, row: np.ndarray) -> dict[str, np.ndarray]:
-    """input_ids, a full mask, positions and an empty past for one unpadded row."""
+def calibration_feeds(model: ir.Model, row: np.ndarray) -> dict[str, np.ndarray]:
+    """input_ids, a full mask, positions and an empty past for one unpadded row of `model`."""
     length = len(row)
     feeds = {}
-    for graph_input in session.get_inputs():
-        if graph_input.name == "input_ids":
-            feeds[graph_input.name] = row[None].astype(np.int64)
-        elif graph_input.name == "attention_mask":
-            feeds[graph_input.name] = np.ones((1, length), np.int64)
-        elif graph_input.name == "position_ids":
-            feeds[graph_input.name] = np.arange(length, dtype=np.int64)[None]
-        elif graph_input.name.startswith("past_key_values."):
+    for graph_input in model.graph.inputs:
+        name = graph_input.name
+        if name == "input_ids":
+            feeds[name] = row[None].astype(np.int64)
+        elif name == "attention_mask":
+            feeds[name] = np.ones((1, length), np.int64)
+        elif name == "position_ids":
+            feeds[name] = np.arange(length, dtype=np.int64)[None]
+        elif name.startswith("past_key_values."):
             _, heads, _, head_dim = graph_input.shape
-            dtype = np.float16 if "float16" in graph_input.type else np.float32
-            feeds[graph_input.name] = np.zeros((1, heads, 0, head_dim), dtype)
+            dtype = np.float16 if graph_input.dtype == ir.DataType.FLOAT16 else np.float32
+            feeds[name] = np.zeros((1, heads, 0, head_dim), dtype)
     return feeds
 
 

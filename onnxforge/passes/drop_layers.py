@@ -31,9 +31,6 @@ class DropLayersConfig(PassConfig):
     count: int = 2
     layers: tuple[int, ...] = ()
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "layers", tuple(self.layers))
-        super().__post_init__()
 
     def validate(self) -> None:
         check_positive_int("count", self.count)

@@ -47,10 +47,6 @@ class LowRankConfig(PassConfig):
     targets: tuple[str, ...] = PROJECTIONS
     only_if_smaller: bool = True
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "targets", tuple(self.targets))
-        super().__post_init__()
-
     def validate(self) -> None:
         check_fraction("keep", self.keep)
         if not isinstance(self.energy, (int, float)) or not 0.0 <= self.energy <= 1.0:

@@ -39,9 +39,6 @@ class SparsityConfig(PassConfig):
     scoring: str = "activation"
     targets: tuple[str, ...] = PROJECTIONS
 
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "targets", tuple(self.targets))
-        super().__post_init__()
 
     def validate(self) -> None:
         check_choice("pattern", self.pattern, PATTERNS)

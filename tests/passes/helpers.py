@@ -13,6 +13,7 @@ from onnxforge.passes.calibration import CalibrationSettings
 from onnxforge.passes.pipeline import compress
 from onnxforge.passes.recipe import parse_recipe
 from onnxforge.runtime.decoder import Decoder
+from onnxforge.runtime.session import SessionSettings
 from onnxforge.runtime.generate import GenerationSettings, Generator
 
 SMALL_CALIBRATION = CalibrationSettings(samples=4, max_tokens=32)
@@ -47,9 +48,9 @@ def left_padded_batch() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return ids, mask, positions
 
 
-def batch_logits(folder: Path) -> np.ndarray:
+def batch_logits(folder: Path, optimization: str = "all") -> np.ndarray:
     """Logits [2, 9, vocab] of `left_padded_batch` (empty past); padded positions of row 1 set to 0."""
-    decoder = Decoder(folder)
+    decoder = Decoder(folder, SessionSettings(optimization=optimization))
     ids, mask, positions = left_padded_batch()
     logits = decoder.forward(ids, mask, positions, decoder.empty_past(2))[0]
     return logits * mask[..., None]

@@ -1,0 +1,158 @@
+"""Block-wise weight quantisation of a MatMul weight W [K, N], and its ONNX Runtime storage forms.
+
+Every output column n is split along K into blocks of `block` weights; a block holds integer codes
+c in [0, 2^bits) and W ≈ (c - zero) * scale. Three ways to choose the codes:
+- `rtn`: round to nearest on the block's own min/max (asymmetric) or ±max (symmetric). When the
+  weights already sit on a 2^bits-level grid per block (a dequantised Q4_1 GGUF does), min/max
+  recovers that grid, so its codes come back exactly and only the zero point is rounded.
+- `gptq`: the same grid, codes chosen one input row at a time with the error pushed onto the rows
+  not yet quantised through the calibration Gram matrix XᵀX (GPTQ, Frantar et al. 2022), so the
+  layer's output on the calibration tokens is kept rather than the weights.
+- `hqq`: onnxruntime.quantization's half-quadratic optimiser of scale and zero (data-free).
+Float zero points (`zero_point = "float"`) keep an existing grid exactly, at the price of ONNX
+Runtime's slow MatMulNBits path for them on CPU.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+METHODS = ("rtn", "gptq", "hqq")
+
+
+@dataclasses.dataclass(frozen=True)
+class BlockQuantized:
+    """W [K, N] as codes [N, K_padded] (one row per output column), scales and zero points [N, blocks]."""
+
+    codes: np.ndarray
+    scales: np.ndarray
+    zeros: np.ndarray
+    bits: int
+    block: int
+    k: int
+
+    @property
+    def symmetric_zero(self) -> int:
+        """The zero point ONNX Runtime assumes when none is given: 2^(bits-1)."""
+        return 1 << (self.bits - 1)
+
+    @property
+    def float_zeros(self) -> bool:
+        """Zero points that are not whole numbers (need the float zero-point form)."""
+        return self.zeros.dtype != np.uint8
+
+    def dequantize(self) -> np.ndarray:
+        """The weights these codes stand for, [K, N] float32."""
+        n, padded = self.codes.shape
+        blocks = self.codes.reshape(n, padded // self.block, self.block).astype(np.float32)
+        values = (blocks - self.zeros[..., None].astype(np.float32)) * self.scales[..., None]
+        return np.ascontiguousarray(values.reshape(n, padded)[:, : self.k].T)
+
+
+def quantize(
+    weight: np.ndarray,
+    bits: int,
+    block: int,
+    symmetric: bool,
+    method: str = "rtn",
+    gram: np.ndarray | None = None,
+    float_zeros: bool = False,
+) -> BlockQuantized:
+    """Quantise W [K, N] block-wise along K by `method` (gptq needs the input Gram matrix `gram`)."""
+    padded = _padded(weight.astype(np.float32), block)
+    if method == "hqq":
+        return _hqq(padded, bits, block, weight.shape[0])
+    scales, zeros = _grid(padded, bits, block, symmetric, float_zeros)
+    if method == "gptq":
+        if gram is None:
+            raise ValueError("gptq needs the calibration Gram matrix of the weight's input")
+        codes = _gptq_codes(padded, _padded_gram(gram, padded.shape[0]), scales, zeros, bits, block)
+    else:
+        codes = _round(padded, np.repeat(scales, block, axis=1).T, np.repeat(zeros, block, axis=1).T, bits).T
+    return BlockQuantized(codes.astype(np.uint8), scales, zeros, bits, block, weight.shape[0])
+
+
+def _padded(weight: np.ndarray, block: int) -> np.ndarray:
+    """W with zero rows appended so K is a multiple of the block."""
+    extra = -weight.shape[0] % block
+    return np.pad(weight, ((0, extra), (0, 0))) if extra else weight
+
+
+def _padded_gram(gram: np.ndarray, size: int) -> np.ndarray:
+    extra = size - gram.shape[0]
+    return np.pad(gram, ((0, extra), (0, extra))) if extra else gram
+
+
+def _grid(weight: np.ndarray, bits: int, block: int, symmetric: bool, float_zeros: bool):
+    """Per (column, block) scale and zero point from the block's range: arrays [N, blocks]."""
+    k, n = weight.shape
+    blocks = weight.reshape(k // block, block, n)
+    top = (1 << bits) - 1
+    if symmetric:
+        half = 1 << (bits - 1)
+        scales = np.abs(blocks).max(axis=1) / (half - 1)
+        zeros = np.full(scales.shape, half, np.float64)
+    else:
+        low, high = blocks.min(axis=1), blocks.max(axis=1)
+        scales = (high - low) / top
+        zeros = -low / np.where(scales == 0, 1, scales)
+    scales = np.where(scales == 0, 1.0, scales).astype(np.float32)
+    zeros = zeros.astype(np.float32) if float_zeros else np.clip(np.round(zeros), 0, top).astype(np.uint8)
+    return np.ascontiguousarray(scales.T), np.ascontiguousarray(zeros.T)
+
+
+def _round(values: np.ndarray, scales: np.ndarray, zeros: np.ndarray, bits: int) -> np.ndarray:
+    """Nearest code of each value on its grid (arrays broadcast together)."""
+    return np.clip(np.round(values / scales + zeros.astype(np.float32)), 0, (1 << bits) - 1)
+
+
+def _gptq_codes(
+    weight: np.ndarray, gram: np.ndarray, scales: np.ndarray, zeros: np.ndarray, bits: int, block: int
+) -> np.ndarray:
+    """GPTQ on a fixed grid: rows in order, each row's rounding error spread over the later rows."""
+    work = weight.astype(np.float64).copy()
+    hessian = gram.astype(np.float64).copy()
+    dead = np.diag(hessian) == 0
+    hessian[dead, dead] = 1.0
+    work[dead] = 0.0
+    hessian[np.diag_indices_from(hessian)] += 0.01 * np.mean(np.diag(hessian))
+    upper = np.linalg.cholesky(np.linalg.inv(hessian)).T
+    codes = np.empty(work.shape, np.float32)
+    for row in range(work.shape[0]):
+        scale, zero = scales[:, row // block], zeros[:, row // block].astype(np.float32)
+        codes[row] = _round(work[row], scale, zero, bits)
+        error = (work[row] - (codes[row] - zero) * scale) / upper[row, row]
+        work[row + 1 :] -= np.outer(upper[row, row + 1 :], error)
+    return codes.T
+
+
+def _hqq(weight: np.ndarray, bits: int, block: int, k: int) -> BlockQuantized:
+    """onnxruntime.quantization's HQQ (torch): scale and integer zero optimised per block."""
+    import torch
+    from onnxruntime.quantization.matmul_nbits_quantizer import HQQWeightOnlyQuantConfig, HQQWeightOnlyQuantizer
+
+    quantizer = HQQWeightOnlyQuantizer(HQQWeightOnlyQuantConfig(block_size=block, bits=bits))
+    codes, scales, zeros = quantizer.quantize_internal(
+        torch.from_numpy(np.ascontiguousarray(weight.T)), bits=bits, group_size=block, axis=1
+    )
+    n = weight.shape[1]
+    zeros_u8 = np.clip(np.round(zeros.numpy()), 0, (1 << bits) - 1).astype(np.uint8).reshape(n, -1)
+    return BlockQuantized(
+        codes.numpy().astype(np.uint8), scales.numpy().astype(np.float32).reshape(n, -1), zeros_u8, bits, block, k
+    )
+
+
+def pack_rows(codes: np.ndarray, bits: int) -> np.ndarray:
+    """Pack codes [rows, count] into bytes along each row, low bits first (ONNX Runtime's order)."""
+    if bits == 8:
+        return codes.astype(np.uint8)
+    per_byte = 8 // bits
+    extra = -codes.shape[1] % per_byte
+    codes = np.pad(codes, ((0, 0), (0, extra))).astype(np.uint8)
+    grouped = codes.reshape(codes.shape[0], -1, per_byte)
+    packed = np.zeros(grouped.shape[:2], np.uint8)
+    for i in range(per_byte):
+        packed |= grouped[:, :, i] << (bits * i)
+    return packed
