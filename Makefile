@@ -39,6 +39,9 @@ clean:
 
 # The engines `onnxforge bench --anchors` compares against, each in its own environment under
 # $(ANCHORS) (the same place `onnxforge bench` looks). llama-cpp-python compiles for ~10 minutes.
+# A portable AVX2 build: GGML_NATIVE compiles in AMX code that this machine reports but may not
+# enable (llama.cpp then dies with "Illegal instruction" on the first decode).
+LLAMACPP_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
 ANCHORS ?= $(or $(ONNXFORGE_CACHE),$(HOME)/.cache/onnxforge)/anchors
 anchors: $(STAMP)
 	test -f $(ANCHORS)/hf/model.safetensors || HF_HUB_OFFLINE=1 $(BIN)/python tools/hf_folder.py smollm2-135m $(ANCHORS)/hf
@@ -52,5 +55,5 @@ anchors: $(STAMP)
 		HF_HUB_OFFLINE=1 $(ANCHORS)/genai/venv/bin/python -m onnxruntime_genai.models.builder \
 		-i $(ANCHORS)/hf -o $(ANCHORS)/genai/$$precision -p $$precision -e cpu -c $(ANCHORS)/genai/cache; done
 	test -x $(ANCHORS)/llamacpp/venv/bin/python || $(PYTHON) -m venv $(ANCHORS)/llamacpp/venv
-	$(ANCHORS)/llamacpp/venv/bin/pip install -q llama-cpp-python
+	CMAKE_ARGS="$(LLAMACPP_CMAKE_ARGS)" $(ANCHORS)/llamacpp/venv/bin/pip install -q llama-cpp-python
 	ln -sf "$$($(BIN)/python tools/hf_folder.py --gguf smollm2-135m)" $(ANCHORS)/llamacpp/model.gguf
