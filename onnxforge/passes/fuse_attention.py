@@ -130,6 +130,7 @@ class AttentionShape:
     num_kv_heads: int
     head_dim: int
     mask: MaskInputs
+    rotary_inside: bool = False
 
 
 def _split_heads(op, x):
@@ -191,18 +192,41 @@ class GroupQueryAttentionFusion(pattern.RewriteRuleClassBase):
     def rewrite(self, op, query, key, value, position_ids, cos_cache, sin_cache, past_key, past_value,
                 q_scale, k_scale, present_key, present_value, **_):
         shape = self.shape
-        q = op.RotaryEmbedding(query, position_ids, cos_cache, sin_cache, interleaved=0, num_heads=shape.num_heads,
-                               _domain=MS_DOMAIN)
-        k = op.RotaryEmbedding(key, position_ids, cos_cache, sin_cache, interleaved=0, num_heads=shape.num_kv_heads,
-                               _domain=MS_DOMAIN)
-        mask, unused = shape.mask, None  # unused: cos/sin caches, position ids, head sink, KV scales, q/k norms
+        mask, unused = shape.mask, None  # unused: head sink, KV scales, q/k norms (and the rest below)
+        if shape.rotary_inside:  # the kernel rotates q and k itself, at each token's slot position
+            q, k, caches, rotary = query, key, (cos_cache, sin_cache), {"do_rotary": 1}
+        else:
+            q = op.RotaryEmbedding(query, position_ids, cos_cache, sin_cache, interleaved=0,
+                                   num_heads=shape.num_heads, _domain=MS_DOMAIN)
+            k = op.RotaryEmbedding(key, position_ids, cos_cache, sin_cache, interleaved=0,
+                                   num_heads=shape.num_kv_heads, _domain=MS_DOMAIN)
+            caches, rotary = (unused, unused), {}
         attended, new_key, new_value = op.GroupQueryAttention(
-            q, k, value, past_key, past_value, mask.seqlens_k, mask.total_length, unused, unused, unused, mask.bias,
+            q, k, value, past_key, past_value, mask.seqlens_k, mask.total_length, *caches, unused, mask.bias,
             unused, unused, unused, unused, unused, mask.query_seqlens,
             num_heads=shape.num_heads, kv_num_heads=shape.num_kv_heads, scale=scalar(q_scale) * scalar(k_scale),
-            _domain=MS_DOMAIN, _outputs=3)
+            **rotary, _domain=MS_DOMAIN, _outputs=3)
         self.presents += [(present_key, new_key), (present_value, new_value)]
         return attended
+
+
+def read_packed_qkv(graph: ir.Graph) -> int:
+    """Let each GroupQueryAttention that rotates itself read the packed q/k/v MatMul instead of its Split."""
+    count = 0
+    for node in list(graph):
+        if node.op_type != "GroupQueryAttention" or node.attributes.get_int("do_rotary", 0) != 1:
+            continue
+        split = node.inputs[0].producer() if node.inputs[0] is not None else None
+        if (split is None or split.op_type != "Split" or len(split.outputs) != 3
+                or list(node.inputs[:3]) != list(split.outputs)
+                or any(len(output.uses()) != 1 for output in split.outputs)):
+            continue
+        node.replace_input_with(0, split.inputs[0])
+        node.replace_input_with(1, None)
+        node.replace_input_with(2, None)
+        graph.remove(split, safe=True)
+        count += 1
+    return count
 
 
 def _last_dim(value: ir.Value) -> int | None:

@@ -92,9 +92,10 @@ def test_the_fused_graph_uses_the_contrib_kernels_and_keeps_its_signature(llama:
     _, model, entry = fused
     original, layers = ir.load(llama / "model.onnx"), facts(llama)["num_layers"]
     counts = op_counts(model)
-    assert counts["GroupQueryAttention"] == layers and counts["RotaryEmbedding"] == 2 * layers
+    # rotary inside the kernel, which reads the packed q/k/v: no RotaryEmbedding, no Split
+    assert counts["GroupQueryAttention"] == layers == reads_packed_qkv(model) and counts["RotaryEmbedding"] == 0
     assert counts["SkipSimplifiedLayerNormalization"] == 2 * layers and counts["SimplifiedLayerNormalization"] == 1
-    assert counts["Split"] == layers and counts["MatMul"] == 5 * layers + 1  # qkv, o, gate, up, down; lm_head
+    assert counts["Split"] == 0 and counts["MatMul"] == 5 * layers + 1  # qkv, o, gate, up, down; lm_head
     assert model.graph.num_nodes() < original.graph.num_nodes() / 3
     assert model.metadata_props[SHARED_BUFFER_KEY] == SHARED_BUFFER
     assert [v.name for v in model.graph.inputs] == [v.name for v in original.graph.inputs]
@@ -133,18 +134,26 @@ def test_generation_gives_the_same_tokens_alone_and_in_a_batch(llama: Path, fuse
     assert tokens(ours, PROMPTS) == tokens(original, PROMPTS)
 
 
+def reads_packed_qkv(model: ir.Model) -> int:
+    """GroupQueryAttention nodes that take the packed q/k/v as their only projection input."""
+    return sum(1 for n in model.graph if n.op_type == "GroupQueryAttention" and n.inputs[1] is None)
+
+
 @pytest.mark.parametrize("config", [
     FuseConfig(attention=False),
     FuseConfig(attention=False, rotary=False, pack_qkv=False),
     FuseConfig(norms=False, pack_qkv=False),
-], ids=["no-attention", "norms-only", "attention-without-packing"])
+    FuseConfig(rotary_in_attention=False),
+], ids=["no-attention", "norms-only", "attention-without-packing", "rotary-outside-attention"])
 def test_each_part_alone_keeps_the_logits(llama: Path, config: FuseConfig, tmp_path: Path) -> None:
     model, _ = fuse_folder(llama, tmp_path / "m", config)
     counts, layers = op_counts(model), facts(llama)["num_layers"]
     assert counts["GroupQueryAttention"] == (layers if config.attention else 0)
-    assert counts["RotaryEmbedding"] == (2 * layers if config.rotary else 0)
+    inside = config.attention and config.rotary_in_attention
+    assert counts["RotaryEmbedding"] == (2 * layers if config.rotary and not inside else 0)
     assert counts["SkipSimplifiedLayerNormalization"] == (2 * layers if config.norms else 0)
-    assert counts["Split"] == (layers if config.pack_qkv else 0)
+    assert counts["Split"] == (layers if config.pack_qkv and not inside else 0)
+    assert reads_packed_qkv(model) == (layers if config.pack_qkv and inside else 0)
     assert (SHARED_BUFFER_KEY in model.metadata_props) == config.attention
     expected, real = _prefill_and_steps(Decoder(llama), steps=1)
     got, _ = _prefill_and_steps(Decoder(tmp_path / "m"), steps=1)
@@ -156,7 +165,7 @@ def test_each_part_alone_keeps_the_logits(llama: Path, config: FuseConfig, tmp_p
 def test_projection_biases_are_packed_too(arch: str, export_tiny: Callable[[str], Path], tmp_path: Path) -> None:
     folder = export_tiny(arch)
     model, entry = fuse_folder(folder, tmp_path / "m")
-    assert entry["fused"]["GroupQueryAttention"] == facts(folder)["num_layers"] == op_counts(model)["Split"]
+    assert entry["fused"]["GroupQueryAttention"] == facts(folder)["num_layers"] == reads_packed_qkv(model)
     expected, real = _prefill_and_steps(Decoder(folder), steps=1)
     got, _ = _prefill_and_steps(Decoder(tmp_path / "m"), steps=1)
     np.testing.assert_allclose(got[0][real], expected[0][real], atol=ATOL)
@@ -181,4 +190,4 @@ def test_the_config_is_checked() -> None:
     with pytest.raises(ValueError, match="norms must be true or false"):
         FuseConfig(norms=1)  # type: ignore[arg-type]
     assert FuseConfig(attention=False, rotary=False).to_json() == {
-        "attention": False, "rotary": False, "norms": True, "pack_qkv": True}
+        "attention": False, "rotary": False, "norms": True, "pack_qkv": True, "rotary_in_attention": True}
