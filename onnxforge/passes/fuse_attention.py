@@ -27,9 +27,13 @@ The GroupQueryAttention inputs are built once from the graph inputs (`attention_
 - `query_seqlens = seq` for every row: without it ORT's CPU kernel refuses a call of several
   tokens on a batch of more than one row with a past ("batch_size must be 1 when
   sequence_length > 1 and past context is given"), a call that parity checks make.
-Rotary stays outside the kernel because GroupQueryAttention's `do_rotary` takes only the first
-position id of each row of a prompt, which is wrong for left-padded rows; RotaryEmbedding takes
-every row's position ids (which must stay below max_positions, the length of the caches).
+With `rotary_inside` the kernel rotates q and k itself (`do_rotary`, no position_ids input): it
+puts a prompt's tokens at slots 0..S-1 and later tokens at their slot, so a left-padded row's
+tokens sit `padding` places later than their position ids; rotary attention depends only on the
+distance between positions, so this changes the logits by float rounding only. Otherwise rotary
+stays outside as RotaryEmbedding on every row's position ids (exact; they must stay below
+max_positions, the length of the caches); `do_rotary` with position_ids would read only the first
+id of each prompt row, which is wrong for left-padded rows.
 Checked on ORT 1.32 CPU against a numpy reference: within 2e-7 for a left-padded batch, for
 prefill, multi-token chunks with a past, and decode, both with a growing cache and with past and
 present bound to one shared buffer. After the fusion nothing but the kernel reads the past
