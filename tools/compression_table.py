@@ -113,7 +113,7 @@ def _table(run_dir: Path, source: Path, folders: dict[str, Path]) -> str:
         lines.append(
             f"| {recipe} | {manifest['parameters'] / 1e6:.1f} M | "
             f"{manifest.get('nonzero_parameters', manifest['parameters']) / 1e6:.1f} M | "
-            f"{sum(manifest['files_bytes'].values()) / MIB:.1f} | {_speed(run)} | {_ttft(run)} | "
+            f"{_model_bytes(manifest) / MIB:.1f} | {_speed(run)} | {_ttft(run)} | "
             f"{wiki.get('perplexity', float('nan')):.2f} | {arc.get('acc', float('nan')):.4f} | {arc.get('acc_norm', float('nan')):.4f} |"
         )
     ours = {str(folder.resolve()) for folder in folders.values()}
@@ -128,10 +128,14 @@ def _table(run_dir: Path, source: Path, folders: dict[str, Path]) -> str:
         f"Each row: `onnxforge compress {source} DIR/RECIPE --recipe RECIPE`; evaluated with",
         "`onnxforge eval DIR/RECIPE --task wikitext2 --limit 40 --threads 2` and `--task arc_easy --threads 2`;",
         "timed together by `onnxforge bench DIR/* --batch 1` (2 threads, 64 new tokens, median of 3);",
-        "MiB on disk: the whole folder (model, external data, tokenizer, configs), as bench counts anchors.",
+        "MiB on disk: model.onnx + its external data (the anchors: their model files, as bench counts them).",
         "",
     ]
     return "\n".join(lines)
+
+
+def _model_bytes(manifest: dict) -> int:
+    return sum(manifest["files_bytes"].get(name, 0) for name in ("model.onnx", "model.onnx_data"))
 
 
 def _speed(run: dict) -> str:

@@ -56,13 +56,13 @@ def weight_matmuls(graph: ir.Graph) -> list[WeightMatMul]:
             continue
         operand = node.inputs[1]
         if _float_matrix(operand):
-            if operand.shape[0] >= MIN_K:
+            if operand.const_value.shape[0] >= MIN_K:
                 found.append(WeightMatMul(node, operand, False))
             continue
         producer = operand.producer()
         if producer is not None and producer.op_type == "Transpose" and _float_matrix(producer.inputs[0]):
             perm = producer.attributes.get_ints("perm", [1, 0])
-            if list(perm) == [1, 0] and producer.inputs[0].shape[1] >= MIN_K:
+            if list(perm) == [1, 0] and producer.inputs[0].const_value.shape[1] >= MIN_K:
                 found.append(WeightMatMul(node, producer.inputs[0], True))
     return found
 

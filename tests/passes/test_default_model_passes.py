@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -101,3 +102,27 @@ def test_fused_model_generates_the_same_tokens_and_scores(default_export, baseli
     ]
     assert tokens[0] == tokens[1]  # a left-padded batch of 3, through the shared KV buffer
     assert _perplexity(folder) == pytest.approx(baseline_perplexity, rel=1e-4)
+
+
+LLAMA_CPP_Q4_1_MIB = 94  # the anchor's file size: the int4 recipes must not be larger
+
+
+def test_int4_fits_in_llama_cpp_size_and_gptq_beats_rounding(default_export, baseline_perplexity, tmp_path: Path) -> None:  # noqa: ANN001
+    accurate = dataclasses.replace(load_recipe("int4-accurate"), calibration={})  # the tests' small calibration
+    folder = tmp_path / "int4-accurate"
+    manifest = compress(default_export[0], folder, accurate, CALIBRATION)
+    model_bytes = manifest["files_bytes"]["model.onnx"] + manifest["files_bytes"]["model.onnx_data"]
+    assert model_bytes <= LLAMA_CPP_Q4_1_MIB * 2**20
+    entry = manifest["passes"][-1]
+    assert entry["weights_quantized"] == 151 and entry["kept_float"] == []  # 30 x (qkv, o, gate, up, down) + lm_head
+    assert "GatherBlockQuantized on lm_head's 4-bit codes" == entry["embedding"]
+    gptq = _perplexity(folder)
+    rounded, _ = _compressed(default_export, tmp_path, "int4")
+    # stated in README: this dequantised-Q4_1 model loses ~35 % perplexity at 4 bits (zero points rounded)
+    assert baseline_perplexity < gptq < _perplexity(rounded) and gptq < 1.45 * baseline_perplexity
+
+
+def test_int8_weights_cost_under_one_percent(default_export, baseline_perplexity, tmp_path: Path) -> None:  # noqa: ANN001
+    folder, manifest = _compressed(default_export, tmp_path, "int8")
+    assert manifest["files_bytes"]["total"] < 0.32 * default_export[1]["files_bytes"]["total"]
+    assert _perplexity(folder) < 1.01 * baseline_perplexity
