@@ -158,7 +158,7 @@ def _own_table(graph: ir.Graph, lookup: ir.Node, form: str, bits: int, block: in
         dequantized = _dequantize_node(graph, table, True, quantized)
         lookup.replace_input_with(0, dequantized.outputs[0])
         return f"Gather on its own {bits}-bit DequantizeLinear"
-    stored = _nbits_initializers(graph, table.name or "embedding", quantized)
+    stored = _nbits_initializers(graph, f"{table.name or 'embedding'}.lookup", quantized)
     return _share_with_lookup(graph, lookup, quantized, stored, "its own")
 
 
@@ -204,7 +204,9 @@ def _share_with_lookup(
     graph: ir.Graph, lookup: ir.Node, quantized: BlockQuantized, stored: dict[str, ir.Value], whose: str
 ) -> str:
     """Point the embedding lookup at packed codes through GatherBlockQuantized (when rows are whole)."""
-    if quantized.float_zeros or quantized.codes.shape[1] != quantized.k:
+    if quantized.float_zeros:
+        return "float (GatherBlockQuantized takes integer zero points only)"
+    if quantized.codes.shape[1] != quantized.k:
         return f"float (hidden size {quantized.k} is not a multiple of block {quantized.block})"
     codes = stored["codes"]
     row_shape = _initializer(graph, f"{codes.name}.rows", np.array([codes.const_value.shape[0], -1], np.int64))

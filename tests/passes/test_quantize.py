@@ -113,6 +113,16 @@ def test_int4_shrinks_the_weights(llama: Path, tmp_path: Path) -> None:
     assert entry["bytes_after"] < entry["bytes_before"] * (5.125 / 32 + 0.02)
 
 
+def test_float_zero_points_keep_the_tied_table_apart(llama: Path, tmp_path: Path) -> None:
+    entry = last_log(run_recipe(llama, tmp_path / "q", recipe(name="quantize-weights", zero_point="float")))
+    assert "its own 4-bit codes" in entry["embedding"]  # GatherBlockQuantized takes integer zero points only
+    model = ir.load(tmp_path / "q" / "model.onnx")
+    zeros = [n.inputs[3] for n in model.graph if n.op_type == "MatMulNBits"]
+    assert zeros and all(z.const_value.dtype == ir.DataType.FLOAT for z in zeros)
+    reference = batch_logits(llama)
+    assert np.abs(batch_logits(tmp_path / "q") - reference).max() < 0.5 * np.abs(reference).max()
+
+
 def test_float_zero_points_are_rejected_with_symmetric_grids() -> None:
     from onnxforge.passes.quantize_weights import WeightQuantConfig
 
