@@ -74,6 +74,13 @@ def quantize(
     return BlockQuantized(codes.astype(np.uint8), scales, zeros, bits, block, weight.shape[0])
 
 
+def on_grid(weight: np.ndarray, bits: int, block: int) -> bool:
+    """Whether every block of W already sits on 2^bits evenly spaced levels (a dequantised GGUF's do)."""
+    exact = quantize(weight, bits, block, symmetric=False, float_zeros=True)
+    step = np.repeat(exact.scales, block, axis=1)[:, : weight.shape[0]].T
+    return bool(np.all(np.abs(exact.dequantize() - weight) <= 1e-3 * step))
+
+
 def _padded(weight: np.ndarray, block: int) -> np.ndarray:
     """W with zero rows appended so K is a multiple of the block."""
     extra = -weight.shape[0] % block

@@ -18,7 +18,7 @@ import onnx_ir as ir
 import onnx_ir.passes.common as common_passes
 
 from onnxforge.passes.base import PassConfig, PassLog, check_choice
-from onnxforge.passes.blockwise import METHODS, BlockQuantized, pack_rows, quantize
+from onnxforge.passes.blockwise import METHODS, BlockQuantized, on_grid, pack_rows, quantize
 from onnxforge.passes.calibration import CalibratedPass
 from onnxforge.passes.weights import WeightMatMul, embedding_lookup, select, weight_matmuls
 
@@ -70,10 +70,12 @@ class QuantizeWeightsPass(CalibratedPass):
         if not chosen:
             raise ValueError("no weight MatMul matches include/exclude: nothing to quantise")
         grams = self._grams(model, chosen)
+        grid_count = sum(on_grid(w.array(), config.bits, config.block_size) for w in chosen)  # GGUF-dequantised
         plan = [(w, quantize_weight(w, config, grams.get(w.input))) for w in chosen]
         biases = self._bias_corrections(model, plan) if config.bias_correction else {}
         embedding = write_quantized(model, plan, config.format, config.accuracy_level, config.embedding, biases)
         details = {"weights_quantized": len(plan), "embedding": embedding, "bias_corrected": len(biases)}
+        details[f"weights_already_on_a_{config.bits}bit_grid"] = grid_count
         details["kept_float"] = [w.name for w in weight_matmuls(model.graph)]
         log.write(**details)
         return ir.passes.PassResult(model, modified=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from onnxforge.passes.blockwise import pack_rows, quantize
+from onnxforge.passes.blockwise import on_grid, pack_rows, quantize
 
 K, N, BLOCK = 128, 48, 32
 
@@ -45,6 +45,7 @@ def q4_1_grid(seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
 
 def test_existing_grid_is_kept_exactly_with_float_zero_points() -> None:
     weight, codes = q4_1_grid()
+    assert on_grid(weight, 4, BLOCK) and not on_grid(gaussian(), 4, BLOCK) and not on_grid(weight, 4, 2 * BLOCK)
     quantized = quantize(weight, 4, BLOCK, False, float_zeros=True)
     assert np.array_equal(quantized.codes, codes)
     np.testing.assert_allclose(quantized.dequantize(), weight, atol=1e-6)

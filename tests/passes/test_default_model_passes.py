@@ -115,6 +115,7 @@ def test_int4_fits_in_llama_cpp_size_and_gptq_beats_rounding(default_export, bas
     assert model_bytes <= LLAMA_CPP_Q4_1_MIB * 2**20
     entry = manifest["passes"][-1]
     assert entry["weights_quantized"] == 151 and entry["kept_float"] == []  # 30 x (qkv, o, gate, up, down) + lm_head
+    assert entry["weights_already_on_a_4bit_grid"] == 150  # the dequantised Q4_1 layers; lm_head was Q8_0
     assert "GatherBlockQuantized on lm_head's 4-bit codes" == entry["embedding"]
     gptq = _perplexity(folder)
     rounded, _ = _compressed(default_export, tmp_path, "int4")
