@@ -68,6 +68,15 @@ def set_model_facts(model: ir.Model, facts: dict[str, Any]) -> None:
     model.metadata_props[FACTS_KEY] = json.dumps(facts)
 
 
+def adopt_graph(model: ir.Model, rewritten: ir.Model) -> None:
+    """Make `model` (the pipeline's object) hold the graph a library rewrote out of place, keeping its metadata."""
+    metadata = dict(model.metadata_props)
+    model.graph = rewritten.graph
+    model.ir_version = rewritten.ir_version
+    model.metadata_props.clear()
+    model.metadata_props.update(metadata)
+
+
 def parameter_count(model: ir.Model) -> int:
     """Elements in all initializers."""
     return sum(v.const_value.size for v in model.graph.initializers.values() if v.const_value is not None)

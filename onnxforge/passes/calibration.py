@@ -202,7 +202,7 @@ class CalibratedPass(ir.passes.InPlacePass):
         return self.calibration
 
     def input_statistics(self, model: ir.Model, projections: Sequence[Any], statistic: str, label: str) -> list:
-        """`channel_norms` or `input_covariances` of each projection's input, shared inputs measured once."""
+        """`channel_norms`, `channel_means` or `input_covariances` of each projection's input, shared inputs measured once."""
         inputs = list(dict.fromkeys(proj.input for proj in projections))  # q/k/v and gate/up share one input
         measured = dict(zip(inputs, getattr(self.calibrated(), statistic)(model, inputs, label)))
         return [measured[proj.input] for proj in projections]

@@ -14,8 +14,7 @@ import onnx_ir as ir
 import onnx_ir.passes.common as common_passes
 from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
 
-from onnxforge.passes.base import PassConfig, PassLog
-from onnxforge.passes.quantize_int8 import adopt_graph
+from onnxforge.passes.base import PassConfig, PassLog, adopt_graph
 
 
 @dataclasses.dataclass(frozen=True)

@@ -29,7 +29,6 @@ from onnxforge.passes.quantize_weights import WeightQuantConfig, quantize_weight
 from onnxforge.passes.weights import WeightMatMul, select, weight_matmuls
 
 PRECISIONS = ("int4", "int8", "float")
-_BITS_PER_WEIGHT = {"int4": 4 + 32 / 32 + 4 / 32, "int8": 8 + 32 / 32 + 8 / 32, "float": 32.0}
 _MAX_CHECKS = 8
 
 
@@ -75,9 +74,17 @@ class Unit:
     def parameters(self) -> int:
         return sum(int(np.prod(w.weight.const_value.shape)) for w in self.weights)
 
+    def stored_bytes(self, precision: str) -> float:
+        """Bytes of this unit's weights at `precision` (codes, scales and zero points as quantised)."""
+        if precision == "float":
+            return 4.0 * self.parameters
+        return sum(
+            q.codes.size * q.bits / 8 + q.scales.nbytes + q.zeros.size * q.bits / 8 for q in self.forms[precision]
+        )
+
     def extra_bytes(self, precision: str) -> float:
         """Bytes this unit adds when moved from its current precision to `precision`."""
-        return self.parameters * (_BITS_PER_WEIGHT[precision] - _BITS_PER_WEIGHT[self.precision]) / 8
+        return self.stored_bytes(precision) - self.stored_bytes(self.precision)
 
 
 class MixedPrecisionPass(CalibratedPass):
@@ -89,11 +96,17 @@ class MixedPrecisionPass(CalibratedPass):
         units = _units(select(weight_matmuls(model.graph), config.include, config.exclude))
         if not units:
             raise ValueError("no weight MatMul matches include/exclude: nothing to quantise")
-        grams = self._grams(model, units)
+        weights = [w for unit in units for w in unit.weights]
+        grams = (
+            self.input_statistics(model, weights, "input_covariances", "Gram matrices")
+            if config.method == "gptq"
+            else []
+        )
+        gram_of = dict(zip((w.name for w in weights), grams))
         for unit in units:
             for bits, precision in ((4, "int4"), (8, "int8")):
                 settings = config.weight_config(bits)
-                unit.forms[precision] = [quantize_weight(w, settings, grams.get(w.input)) for w in unit.weights]
+                unit.forms[precision] = [quantize_weight(w, settings, gram_of.get(w.name)) for w in unit.weights]
         base = self.calibrated().mean_nll(model, "float model")
         self._measure_damage(model, units, base)
         predicted = _plan(units, config.max_ppl_increase)
@@ -110,12 +123,6 @@ class MixedPrecisionPass(CalibratedPass):
             embedding=embedding,
         )
         return ir.passes.PassResult(model, modified=True)
-
-    def _grams(self, model: ir.Model, units: list[Unit]) -> dict[ir.Value, np.ndarray]:
-        if self.config.method != "gptq":
-            return {}
-        inputs = list(dict.fromkeys(w.input for u in units for w in u.weights))
-        return dict(zip(inputs, self.calibrated().input_covariances(model, inputs, "input Gram matrices (GPTQ)")))
 
     def _measure_damage(self, model: ir.Model, units: list[Unit], base: float) -> None:
         for number, unit in enumerate(units, start=1):

@@ -27,7 +27,7 @@ from onnxruntime.quantization import (
     quantize_static,
 )
 
-from onnxforge.passes.base import PassConfig, PassLog, check_choice
+from onnxforge.passes.base import PassConfig, PassLog, adopt_graph, check_choice
 from onnxforge.passes.calibration import CalibratedPass, Calibration, calibration_feeds
 from onnxforge.passes.weights import select, weight_matmuls
 
@@ -112,12 +112,3 @@ class _Reader(CalibrationDataReader):
 
     def get_next(self) -> dict[str, np.ndarray] | None:
         return next(self._feeds, None)
-
-
-def adopt_graph(model: ir.Model, quantized: ir.Model) -> None:
-    """Make `model` (the pipeline's object) hold the quantised graph, keeping its own metadata."""
-    metadata = dict(model.metadata_props)
-    model.graph = quantized.graph
-    model.ir_version = quantized.ir_version
-    model.metadata_props.clear()
-    model.metadata_props.update(metadata)

@@ -69,9 +69,13 @@ class QuantizeWeightsPass(CalibratedPass):
         chosen = select(weight_matmuls(model.graph), config.include, config.exclude)
         if not chosen:
             raise ValueError("no weight MatMul matches include/exclude: nothing to quantise")
-        grams = self._grams(model, chosen)
+        grams = (
+            self.input_statistics(model, chosen, "input_covariances", "Gram matrices")
+            if config.method == "gptq"
+            else []
+        )
         grid_count = sum(on_grid(w.array(), config.bits, config.block_size) for w in chosen)  # GGUF-dequantised
-        plan = [(w, quantize_weight(w, config, grams.get(w.input))) for w in chosen]
+        plan = [(w, quantize_weight(w, config, gram)) for w, gram in zip(chosen, grams or [None] * len(chosen))]
         biases = self._bias_corrections(model, plan) if config.bias_correction else {}
         embedding = write_quantized(model, plan, config.format, config.accuracy_level, config.embedding, biases)
         details = {"weights_quantized": len(plan), "embedding": embedding, "bias_corrected": len(biases)}
@@ -80,17 +84,10 @@ class QuantizeWeightsPass(CalibratedPass):
         log.write(**details)
         return ir.passes.PassResult(model, modified=True)
 
-    def _grams(self, model: ir.Model, chosen: list[WeightMatMul]) -> dict[ir.Value, np.ndarray]:
-        if self.config.method != "gptq":
-            return {}
-        inputs = list(dict.fromkeys(w.input for w in chosen))
-        return dict(zip(inputs, self.calibrated().input_covariances(model, inputs, "input Gram matrices (GPTQ)")))
-
     def _bias_corrections(self, model: ir.Model, plan: list[tuple[WeightMatMul, BlockQuantized]]) -> dict:
         """Per weight, the bias that cancels its quantisation error on the mean calibration input."""
-        inputs = list(dict.fromkeys(w.input for w, _ in plan))
-        means = dict(zip(inputs, self.calibrated().channel_means(model, inputs, "input means (bias correction)")))
-        return {w.name: bias_correction(means[w.input], w.array(), q) for w, q in plan}
+        means = self.input_statistics(model, [w for w, _ in plan], "channel_means", "input means (bias correction)")
+        return {w.name: bias_correction(mean, w.array(), q) for (w, q), mean in zip(plan, means)}
 
 
 def bias_correction(mean: np.ndarray, weight: np.ndarray, quantized: BlockQuantized) -> np.ndarray:
