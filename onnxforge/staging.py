@@ -1,4 +1,8 @@
-"""Write an output folder all or nothing: build it beside OUT, rename it into place at the end."""
+"""Write an output folder all or nothing: build it beside OUT, rename it into place at the end.
+
+The staging folder `.OUT.partial-PID` vanishes on any failure, Ctrl-C or SIGTERM; one left by a
+process that was killed outright (SIGKILL, power loss) is removed by the next run that writes OUT.
+"""
 
 from __future__ import annotations
 
@@ -28,6 +32,7 @@ def staged_folder(out: Path, force: bool = False) -> Iterator[Path]:
     check_output(out, force)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
+        remove_stale_stages(out)
         stage = out.parent / f".{out.name}.partial-{os.getpid()}"
         shutil.rmtree(stage, ignore_errors=True)
         stage.mkdir()
@@ -39,6 +44,34 @@ def staged_folder(out: Path, force: bool = False) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(stage, ignore_errors=True)
         raise
+
+
+def remove_stale_stages(out: Path) -> list[Path]:
+    """Delete the staging (and replaced) folders of OUT left by processes that no longer run; return them."""
+    stale = [path for path in out.parent.glob(f".{out.name}.*-*")
+             if _stage_pid(path, out.name) is not None and not _alive(_stage_pid(path, out.name))]
+    for path in stale:
+        shutil.rmtree(path, ignore_errors=True)
+    return stale
+
+
+def _stage_pid(path: Path, name: str) -> int | None:
+    """The process id in `.NAME.partial-PID` or `.NAME.old-PID`, else None."""
+    for kind in ("partial", "old"):
+        tail = path.name.removeprefix(f".{name}.{kind}-")
+        if tail != path.name and tail.isdigit():
+            return int(tail)
+    return None
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
 
 
 def _move_into_place(stage: Path, out: Path) -> None:

@@ -8,7 +8,7 @@ from typing import Any
 import onnx
 import pytest
 
-from onnxforge.demo import run_demo
+from onnxforge.cli.demo import run_demo
 from onnxforge.exporter.validate import torch_greedy
 from onnxforge.models import load_source
 from onnxforge.runtime.generate import GenerationSettings, Generator

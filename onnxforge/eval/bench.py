@@ -18,6 +18,7 @@ from typing import Any
 
 from onnxforge.cache import cache_dir
 from onnxforge.errors import BadInput
+from onnxforge.folder import MODEL_FILE, check_folder, read_manifest
 
 PROMPTS = [
     "Write a short story about a robot who learns to paint.",
@@ -68,7 +69,7 @@ def folder_engines(folders: list[Path], batch: int) -> list[Engine]:
     """onnxforge on every folder, at batch 1 and at `batch`."""
     engines = []
     for folder in folders:
-        size = sum(f.stat().st_size for f in folder.glob("model.onnx*"))
+        size = sum(f.stat().st_size for f in folder.glob(f"{MODEL_FILE}*"))
         for rows in dict.fromkeys((1, batch)):
             engines.append(Engine(f"onnxforge {folder.name}", Path(sys.executable),
                                   "onnxforge.eval.anchors.onnxforge_engine", str(folder.resolve()), size, rows))
@@ -97,7 +98,8 @@ def _anchor(name: str, source: str) -> list[tuple[Engine | None, str]]:
                         0), "")]
     plans = {
         "optimum": [("optimum fp32", root / "optimum" / "model")],
-        "genai": [("onnxruntime-genai fp32", root / "genai" / "fp32"), ("onnxruntime-genai int4", root / "genai" / "int4")],
+        "genai": [("onnxruntime-genai fp32", root / "genai" / "fp32"),
+                  ("onnxruntime-genai int4", root / "genai" / "int4")],
         "llamacpp": [("llama.cpp Q4_1", root / "llamacpp" / "model.gguf")],
     }[name]
     python = root / name / "venv" / "bin" / "python"
@@ -106,7 +108,8 @@ def _anchor(name: str, source: str) -> list[tuple[Engine | None, str]]:
         if not python.is_file() or not model.exists():
             found.append((None, f"{label}: {python if not python.is_file() else model} not found; run `make anchors`"))
             continue
-        size = sum(f.stat().st_size for f in model.rglob("*") if f.is_file()) if model.is_dir() else model.stat().st_size
+        files = [f for f in model.rglob("*") if f.is_file()] if model.is_dir() else [model]
+        size = sum(f.stat().st_size for f in files)
         found.append((Engine(label, python, f"onnxforge.eval.anchors.{name}_engine", str(model), size), ""))
     return found
 
@@ -116,9 +119,12 @@ def _anchor(name: str, source: str) -> list[tuple[Engine | None, str]]:
 _SMALL_PARENT = "import subprocess, sys; sys.exit(subprocess.call(sys.argv[1:]))"
 
 
-def run_engine(engine: Engine, rows: list[list[int]], long_prompt: list[int], settings: BenchSettings) -> dict[str, Any]:
+def run_engine(
+    engine: Engine, rows: list[list[int]], long_prompt: list[int], settings: BenchSettings
+) -> dict[str, Any]:
     """Run one engine process; its JSON figures, or a skip entry with the error it printed."""
-    command = [str(engine.python), "-m", engine.module, "--model", engine.model, "--rows", json.dumps(rows[:engine.batch]),
+    command = [str(engine.python), "-m", engine.module, "--model", engine.model,
+               "--rows", json.dumps(rows[:engine.batch]),
                "--long-prompt", json.dumps(long_prompt), "--new-tokens", str(settings.new_tokens),
                "--repeats", str(settings.repeats), "--threads", str(settings.threads)]
     environment = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2]), "HF_HUB_OFFLINE": "1"}
@@ -133,7 +139,7 @@ def run_engine(engine: Engine, rows: list[list[int]], long_prompt: list[int], se
 def bench_inputs(folder: Path) -> tuple[list[list[int]], list[int]]:
     """The chat prompts as token ids (first folder's template and tokenizer) and a 512-token text
     (shorter when the model's context is)."""
-    from onnxforge.eval.data import data_file
+    from onnxforge.data import data_file
     from onnxforge.runtime.decoder import context_length
     from onnxforge.runtime.text import TextCodec
 
@@ -147,8 +153,6 @@ def run_bench(
     folders: list[Path], anchors: list[str], settings: BenchSettings, out: Path | None, command: str
 ) -> dict[str, Any]:
     """Every folder and anchor, one process each, one after the other; written to OUT/bench.json."""
-    from onnxforge.eval.run import check_folder
-    from onnxforge.manifest import read_manifest
     from onnxforge.progress import console
 
     for folder in folders:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -13,8 +14,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from onnxforge.errors import BadInput
 from onnxforge.eval import tasks
 from onnxforge.eval.scoring import LogitsFn, Request, Score, onnx_logits, score_requests
+from onnxforge.folder import check_folder
 from onnxforge.progress import console
 
+RESULTS_FILE = "eval.jsonl"
 Builder = Callable[[tasks.Encode, int | None], tuple[list[Request], dict[str, Any]]]
 
 
@@ -49,13 +52,6 @@ def check_task(name: str, limit: int | None) -> Task:
     if limit is not None and limit < 1:
         raise BadInput(f"--limit must be >= 1 (got {limit}); leave it out to evaluate everything")
     return TASKS[name]
-
-
-def check_folder(folder: Path) -> None:
-    """Refuse folders that onnxforge did not write (no onnxforge.json next to model.onnx)."""
-    if not (folder / "model.onnx").is_file() or not (folder / "onnxforge.json").is_file():
-        raise BadInput(f"'{folder}' is not an onnxforge model folder (needs model.onnx and onnxforge.json): "
-                       "export one with onnxforge export")
 
 
 def evaluate(
@@ -99,3 +95,21 @@ def evaluate_reference(folder: Path, source: str, name: str, limit: int | None, 
     from onnxforge.runtime.text import TextCodec
 
     return evaluate(name, torch_logits(source, threads), TextCodec(folder).encode, limit, token_budget, "torch")
+
+
+def evaluate_with_reference(folder: Path, name: str, limit: int | None, threads: int, token_budget: int,
+                            reference: str | None) -> list[dict[str, Any]]:
+    """The task on `folder` (engine onnxruntime) and, when `reference` is given, on that torch source."""
+    results = [{**evaluate_folder(folder, name, limit, threads, token_budget),
+                "model": str(folder.resolve()), "engine": "onnxruntime"}]
+    if reference:
+        figures = evaluate_reference(folder, reference, name, limit, threads, token_budget)
+        results.append({**figures, "model": reference, "engine": "torch"})
+    return results
+
+
+def append_results(run_dir: Path, results: list[dict[str, Any]], command: str) -> None:
+    """Add one line per result (with the command that produced it) to RUN_DIR/eval.jsonl, for report."""
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with (run_dir / RESULTS_FILE).open("a", encoding="utf-8") as lines:
+        lines.writelines(json.dumps({**result, "command": command}) + "\n" for result in results)

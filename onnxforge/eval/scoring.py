@@ -41,7 +41,10 @@ def onnx_logits(decoder: Decoder) -> LogitsFn:
 
 
 def score_requests(
-    logits: LogitsFn, requests: Sequence[Request], token_budget: int = 4096, progress: Callable[[int], None] = lambda n: None
+    logits: LogitsFn,
+    requests: Sequence[Request],
+    token_budget: int = 4096,
+    progress: Callable[[int], None] = lambda n: None,
 ) -> list[Score]:
     """Scores in the order of `requests`; `progress(n)` after each batch of n requests."""
     if any(not 1 <= start < len(ids) for ids, start in requests):

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from onnxforge.eval.data import data_file, read_jsonl
+from onnxforge.data import data_file, read_jsonl
 from onnxforge.eval.scoring import Request, Score
 
 Encode = Callable[[str], list[int]]

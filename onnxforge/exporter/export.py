@@ -12,23 +12,17 @@ from typing import Any
 import onnx_ir as ir
 
 from onnxforge import __version__
-from onnxforge.exporter.hf_files import write_hf_files
-from onnxforge.staging import check_output, staged_folder
-from onnxforge.errors import BadInput
+from onnxforge.errors import BadInput, ParityError
 from onnxforge.exporter.defaults import DEFAULT_OPSET, MAX_OPSET, MIN_OPSET
+from onnxforge.exporter.hf_files import write_hf_files
 from onnxforge.exporter.trace import trace_to_onnx
 from onnxforge.exporter.validate import check_parity
-from onnxforge.manifest import folder_bytes, write_manifest
+from onnxforge.folder import EXTERNAL_DATA_FILE, MODEL_FILE, folder_bytes, write_manifest
 from onnxforge.models import LoadedModel, load_source
 from onnxforge.progress import Steps
-from onnxforge.runtime.session import MODEL_FILE
+from onnxforge.staging import check_output, staged_folder
 
-EXTERNAL_DATA_FILE = MODEL_FILE + "_data"
 _VERSIONED = ("torch", "transformers", "onnx", "onnx-ir", "onnxscript", "onnxruntime")
-
-
-class ParityError(Exception):
-    """The exported graph does not match its torch source within tolerance."""
 
 
 def export_model(

@@ -7,7 +7,7 @@ from typing import Any
 
 from onnxforge.errors import BadInput
 from onnxforge.exporter.validate import check_parity
-from onnxforge.manifest import read_manifest, write_manifest
+from onnxforge.folder import read_manifest, write_manifest
 from onnxforge.models import load_source
 from onnxforge.progress import Steps
 

@@ -12,24 +12,27 @@ import torch
 from onnxscript.optimizer import FOLDED_FROM_KEY
 from torch.export import Dim
 
-from onnxforge.passes.cleanup import CleanupPass
 from onnxforge.exporter.defaults import DEFAULT_OPSET
 from onnxforge.exporter.wrapper import DecoderWithPast
+from onnxforge.folder import (
+    ATTENTION_MASK,
+    BATCH_DIM,
+    INPUT_IDS,
+    LOGITS,
+    PAST_DIM,
+    PAST_PREFIX,
+    POSITION_IDS,
+    PRESENT_PREFIX,
+    SEQUENCE_DIM,
+    TOTAL_DIM,
+    io_names,
+)
 from onnxforge.models.architectures import ModelFacts
+from onnxforge.passes.cleanup import CleanupPass
 
 # Example sizes for tracing: all distinct and > 1 so that no axis is specialised.
 _BATCH, _SEQUENCE, _PAST = 2, 3, 5
-_BATCH_DIM, _SEQ_DIM, _PAST_DIM = "batch_size", "sequence_length", "past_sequence_length"
-_TOTAL_DIM = "past_sequence_length + sequence_length"
 _FORCE_GQA = "TRANSFORMERS_SDPA_FORCE_GQA"
-
-
-def io_names(num_layers: int) -> tuple[list[str], list[str]]:
-    """Graph input and output names in optimum's convention."""
-    kv = [(i, part) for i in range(num_layers) for part in ("key", "value")]
-    inputs = ["input_ids", "attention_mask", "position_ids"] + [f"past_key_values.{i}.{p}" for i, p in kv]
-    outputs = ["logits"] + [f"present.{i}.{p}" for i, p in kv]
-    return inputs, outputs
 
 
 def trace_to_onnx(model: torch.nn.Module, facts: ModelFacts, opset: int = DEFAULT_OPSET) -> ir.Model:
@@ -73,7 +76,7 @@ def _example_inputs(facts: ModelFacts) -> tuple[tuple[torch.Tensor, ...], tuple[
     positions = torch.arange(_PAST, _PAST + _SEQUENCE).expand(_BATCH, -1)
     kv_shape = (_BATCH, facts.num_kv_heads, _PAST, facts.head_dim)
     past = tuple(torch.zeros(kv_shape) for _ in range(2 * facts.num_layers))
-    batch, seq, past_len = Dim(_BATCH_DIM), Dim(_SEQ_DIM), Dim(_PAST_DIM)
+    batch, seq, past_len = Dim(BATCH_DIM), Dim(SEQUENCE_DIM), Dim(PAST_DIM)
     shapes = (
         {0: batch, 1: seq},
         {0: batch, 1: Dim.DYNAMIC},
@@ -86,17 +89,17 @@ def _example_inputs(facts: ModelFacts) -> tuple[tuple[torch.Tensor, ...], tuple[
 def _name_dynamic_axes(graph: ir.Graph) -> None:
     """Give the graph's inputs and outputs optimum's axis names (torch names the mask axis sNN)."""
     axes = {
-        "input_ids": (_BATCH_DIM, _SEQ_DIM),
-        "position_ids": (_BATCH_DIM, _SEQ_DIM),
-        "attention_mask": (_BATCH_DIM, _TOTAL_DIM),
-        "logits": (_BATCH_DIM, _SEQ_DIM, None),
+        INPUT_IDS: (BATCH_DIM, SEQUENCE_DIM),
+        POSITION_IDS: (BATCH_DIM, SEQUENCE_DIM),
+        ATTENTION_MASK: (BATCH_DIM, TOTAL_DIM),
+        LOGITS: (BATCH_DIM, SEQUENCE_DIM, None),
     }
     for value in (*graph.inputs, *graph.outputs):
         names = axes.get(value.name)
-        if value.name.startswith("past_key_values."):
-            names = (_BATCH_DIM, None, _PAST_DIM, None)
-        elif value.name.startswith("present."):
-            names = (_BATCH_DIM, None, _TOTAL_DIM, None)
+        if value.name.startswith(PAST_PREFIX):
+            names = (BATCH_DIM, None, PAST_DIM, None)
+        elif value.name.startswith(PRESENT_PREFIX):
+            names = (BATCH_DIM, None, TOTAL_DIM, None)
         dims = [dim if name is None else name for dim, name in zip(value.shape, names)]
         value.shape = ir.Shape(dims)
 

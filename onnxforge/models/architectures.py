@@ -1,6 +1,9 @@
 """Per-architecture facts: the few things the exporter and the passes need to know.
 
-One table, one small record per architecture, in the spirit of optimum's export configs.
+One table, one small record per architecture, in the spirit of optimum's export configs. The
+exporter refuses a model_type that has no row; the structural passes (pruning, low-rank,
+sparsity) find a layer's projections by the weight names its row gives, and refuse a row that
+is not `structural`.
 """
 
 from __future__ import annotations
@@ -11,26 +14,53 @@ from typing import Any
 
 @dataclass(frozen=True)
 class Architecture:
-    """Names of the projections in one decoder layer of an architecture."""
+    """How one decoder layer of an architecture is built, by the Hugging Face names of its weights.
+
+    A layer's projection `p` of module `m` has the weight `{layer_prefix}.{i}.{m}.{p}.weight`.
+    `structural` architectures (separate q/k/v/o, gated gate/up/down MLP) are the ones the
+    structural passes can cut; packed q/k/v (gpt2's c_attn) or an ungated MLP they refuse.
+    """
 
     model_type: str
     attention_projections: tuple[str, ...]
     mlp_projections: tuple[str, ...]
+    attention_module: str = "self_attn"
+    mlp_module: str = "mlp"
+    layer_prefix: str = "model.layers"
     packed_qkv: bool = False
+    gated_mlp: bool = True
+
+    @property
+    def structural(self) -> bool:
+        """Separate q/k/v/o projections and a gated MLP: what structural pruning needs."""
+        return not self.packed_qkv and self.gated_mlp
+
+    def weight_name(self, layer: int, projection: str) -> str:
+        """The initializer name of layer `layer`'s `projection` (attention names are looked up first)."""
+        module = self.attention_module if projection in self.attention_projections else self.mlp_module
+        if projection not in self.attention_projections + self.mlp_projections:
+            raise KeyError(f"{self.model_type} has no projection {projection!r}")
+        return f"{self.layer_prefix}.{layer}.{module}.{projection}.weight"
 
 
-_LLAMA_ATTENTION = ("q_proj", "k_proj", "v_proj", "o_proj")
-_GATED_MLP = ("gate_proj", "up_proj", "down_proj")
+LLAMA_ATTENTION = ("q_proj", "k_proj", "v_proj", "o_proj")
+GATED_MLP = ("gate_proj", "up_proj", "down_proj")
 
 ARCHITECTURES: dict[str, Architecture] = {
     arch.model_type: arch
     for arch in (
-        Architecture("llama", _LLAMA_ATTENTION, _GATED_MLP),
-        Architecture("mistral", _LLAMA_ATTENTION, _GATED_MLP),
-        Architecture("qwen2", _LLAMA_ATTENTION, _GATED_MLP),
-        Architecture("gpt2", ("c_attn", "c_proj"), ("c_fc", "c_proj"), packed_qkv=True),
+        Architecture("llama", LLAMA_ATTENTION, GATED_MLP),
+        Architecture("mistral", LLAMA_ATTENTION, GATED_MLP),
+        Architecture("qwen2", LLAMA_ATTENTION, GATED_MLP),
+        Architecture("gpt2", ("c_attn", "c_proj"), ("c_fc", "c_proj"), attention_module="attn",
+                     layer_prefix="transformer.h", packed_qkv=True, gated_mlp=False),
     )
 }
+
+
+def structural_names() -> tuple[str, ...]:
+    """The architectures the structural passes support."""
+    return tuple(name for name, arch in ARCHITECTURES.items() if arch.structural)
 
 
 @dataclass(frozen=True)
@@ -46,6 +76,7 @@ class ModelFacts:
     vocab_size: int
     max_positions: int
     tied_embeddings: bool
+    sliding_window: int | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The facts as plain JSON values (for onnxforge.json)."""
@@ -59,6 +90,7 @@ class ModelFacts:
             "vocab_size": self.vocab_size,
             "max_positions": self.max_positions,
             "tied_embeddings": self.tied_embeddings,
+            "sliding_window": self.sliding_window,
         }
 
 
@@ -83,4 +115,13 @@ def facts_from_config(config: Any) -> ModelFacts:
         vocab_size=config.vocab_size,
         max_positions=config.max_position_embeddings,
         tied_embeddings=bool(getattr(config, "tie_word_embeddings", False)),
+        sliding_window=sliding_window(config),
     )
+
+
+def sliding_window(config: Any) -> int | None:
+    """The attention window of a sliding-window model (Mistral, Qwen2 with use_sliding_window), else None."""
+    window = getattr(config, "sliding_window", None)
+    if not isinstance(window, int) or getattr(config, "use_sliding_window", True) is False:
+        return None
+    return window

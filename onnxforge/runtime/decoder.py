@@ -10,7 +10,17 @@ import numpy as np
 import onnxruntime as ort
 
 from onnxforge.errors import BadInput
-from onnxforge.runtime.kv_cache import SHARED_BUFFER, SHARED_BUFFER_KEY, CacheLayout, KVCache
+from onnxforge.folder import (
+    ATTENTION_MASK,
+    CONFIG_FILE,
+    INPUT_IDS,
+    KV_CACHE_KEY,
+    LOGITS,
+    PAST_PREFIX,
+    POSITION_IDS,
+    SHARED_BUFFER,
+)
+from onnxforge.runtime.kv_cache import CacheLayout, KVCache
 from onnxforge.runtime.session import SessionSettings, open_session, session_device
 
 _ORT_FLOAT_TYPES = {"tensor(float)": np.float32, "tensor(float16)": np.float16}
@@ -45,7 +55,7 @@ class Decoder:
         past: list[np.ndarray],
     ) -> tuple[np.ndarray, list[np.ndarray]]:
         """One plain call with numpy arrays; returns float32 logits [batch, seq, vocab] and the present cache."""
-        feeds = {"input_ids": input_ids, "attention_mask": attention_mask, "position_ids": position_ids}
+        feeds = {INPUT_IDS: input_ids, ATTENTION_MASK: attention_mask, POSITION_IDS: position_ids}
         feeds.update(zip(self.layout.past_names(), past))
         logits, *present = self.session.run(self.output_names, feeds)
         return logits.astype(np.float32, copy=False), present
@@ -61,10 +71,10 @@ class Decoder:
         binding = self._binding
         binding.clear_binding_inputs()
         binding.clear_binding_outputs()
-        binding.bind_cpu_input("input_ids", input_ids)
-        binding.bind_cpu_input("attention_mask", attention_mask)
-        binding.bind_cpu_input("position_ids", position_ids)
-        binding.bind_output("logits", "cpu")
+        binding.bind_cpu_input(INPUT_IDS, input_ids)
+        binding.bind_cpu_input(ATTENTION_MASK, attention_mask)
+        binding.bind_cpu_input(POSITION_IDS, position_ids)
+        binding.bind_output(LOGITS, "cpu")
         cache.bind(binding)
         start = time.perf_counter()
         self.session.run_with_iobinding(binding)
@@ -75,7 +85,7 @@ class Decoder:
 
 
 def _cache_layout(session: ort.InferenceSession) -> CacheLayout:
-    past = [i for i in session.get_inputs() if i.name.startswith("past_key_values.")]
+    past = [i for i in session.get_inputs() if i.name.startswith(PAST_PREFIX)]
     if not past:
         raise BadInput("model.onnx has no past_key_values inputs: export it with onnxforge export")
     first = past[0]
@@ -85,12 +95,12 @@ def _cache_layout(session: ort.InferenceSession) -> CacheLayout:
         num_kv_heads=int(first.shape[1]),
         head_dim=int(first.shape[3]),
         dtype=_ORT_FLOAT_TYPES[first.type],
-        shared_buffer=metadata.get(SHARED_BUFFER_KEY) == SHARED_BUFFER,
+        shared_buffer=metadata.get(KV_CACHE_KEY) == SHARED_BUFFER,
     )
 
 
 def context_length(folder: Path) -> int | None:
     """The longest sequence the model was trained for, from config.json (None when unknown)."""
-    path = folder / "config.json"
+    path = folder / CONFIG_FILE
     config = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
     return next((int(config[key]) for key in _CONTEXT_KEYS if key in config), None)

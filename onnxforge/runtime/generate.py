@@ -6,12 +6,13 @@ import logging
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from onnxforge.errors import BadInput
 from onnxforge.runtime.decoder import Decoder
 from onnxforge.runtime.loop import FINISHED, LoopStats, TokenLoop
-from onnxforge.runtime.session import SessionSettings
 from onnxforge.runtime.sampling import SamplingSettings
+from onnxforge.runtime.session import SessionSettings
 from onnxforge.runtime.stream import TextStream
 from onnxforge.runtime.text import TextCodec
 
@@ -90,6 +91,7 @@ class GenerationRun:
         self.streams = [TextStream(generator.codec.decode, settings.stop_strings) for _ in rows]
         self.completions = [Completion(prompt_tokens=len(row)) for row in rows]
         self.stop_ids = generator.stop_ids
+        self.provider = generator.decoder.provider
 
     @property
     def stats(self) -> LoopStats:
@@ -100,6 +102,18 @@ class GenerationRun:
         for tokens in self.loop:
             yield [self._take(row, int(token)) for row, token in enumerate(tokens)]
         yield [self._finish(row) for row in range(len(self.streams))]
+
+    def to_json(self) -> dict[str, Any]:
+        """Texts, ids, finish reasons and timing: one row's fields at the top level, or `results` for a batch."""
+        rows = [
+            {"text": c.text, "token_ids": c.token_ids, "prompt_tokens": c.prompt_tokens,
+             "new_tokens": len(c.token_ids), "finish_reason": c.finish_reason}
+            for c in self.completions
+        ]
+        stats = self.stats
+        timing = {"ttft_s": round(stats.prefill_s, 4), "decode_tokens_per_s": round(stats.decode_tokens_per_s, 2),
+                  "overhead_ms_per_step": round(stats.overhead_s_per_step * 1000, 3), "provider": self.provider}
+        return {**rows[0], **timing} if len(rows) == 1 else {"results": rows, "batch": len(rows), **timing}
 
     def complete(self) -> GenerationRun:
         """Run to the end without looking at the deltas."""

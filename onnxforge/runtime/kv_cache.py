@@ -17,8 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import onnxruntime as ort
 
-SHARED_BUFFER_KEY = "onnxforge.kv_cache"
-SHARED_BUFFER = "shared_buffer"
+from onnxforge.folder import past_names, present_names
 
 
 @dataclass(frozen=True)
@@ -33,11 +32,11 @@ class CacheLayout:
 
     def past_names(self) -> list[str]:
         """Graph input names, key then value for each layer."""
-        return [f"past_key_values.{i}.{kind}" for i in range(self.num_layers) for kind in ("key", "value")]
+        return past_names(self.num_layers)
 
     def present_names(self) -> list[str]:
         """Graph output names, in the same order as `past_names`."""
-        return [f"present.{i}.{kind}" for i in range(self.num_layers) for kind in ("key", "value")]
+        return present_names(self.num_layers)
 
 
 class KVCache:

@@ -16,16 +16,16 @@ from pathlib import Path
 import onnxruntime as ort
 
 from onnxforge.errors import BadInput
+from onnxforge.folder import EXTERNAL_DATA_FILE, MODEL_FILE
 from onnxforge.runtime.providers import ProviderChoice, ProviderSettings, choose_providers, log, ort_provider_list
 
-MODEL_FILE = "model.onnx"
 OPTIMIZATION_LEVELS = {
     "none": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
     "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
     "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
     "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
 }
-_CACHED_MODEL, _CACHED_DATA = "model.onnx", "model.onnx_data"
+_CACHED_MODEL, _CACHED_DATA = MODEL_FILE, EXTERNAL_DATA_FILE
 
 
 @dataclass(frozen=True)

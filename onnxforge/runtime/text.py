@@ -7,12 +7,13 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from jinja2.exceptions import TemplateError
+from jinja2.exceptions import SecurityError, TemplateError
 from jinja2.ext import loopcontrols
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 from tokenizers import Tokenizer
 
 from onnxforge.errors import BadInput
+from onnxforge.folder import TOKENIZER_FILE
 
 
 class TextCodec:
@@ -20,9 +21,13 @@ class TextCodec:
 
     def __init__(self, model_dir: str | Path) -> None:
         folder = Path(model_dir)
-        if not (folder / "tokenizer.json").is_file():
-            raise BadInput(f"'{model_dir}' has no tokenizer.json: export the model with onnxforge export")
-        self.tokenizer = Tokenizer.from_file(str(folder / "tokenizer.json"))
+        path = folder / TOKENIZER_FILE
+        if not path.is_file():
+            raise BadInput(f"'{model_dir}' has no {TOKENIZER_FILE}: export the model with onnxforge export")
+        try:
+            self.tokenizer = Tokenizer.from_file(str(path))
+        except Exception as error:  # noqa: BLE001 - tokenizers raises a bare Exception for unreadable files
+            raise BadInput(f"{path} cannot be read ({_first_line(error)}): copy it again or re-export") from None
         self.config = _read_json(folder / "tokenizer_config.json")
         self.generation_config = _read_json(folder / "generation_config.json")
         self.chat_template = self.config.get("chat_template") or _read_text(folder / "chat_template.jinja")
@@ -42,6 +47,10 @@ class TextCodec:
 
     def encode(self, text: str) -> list[int]:
         """Token ids of `text` as is (special tokens written in the text are recognised)."""
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            raise BadInput(f"the text {text[:40]!r} is not valid UTF-8: give the prompt as UTF-8 text") from None
         return self.tokenizer.encode(text, add_special_tokens=False).ids
 
     def decode(self, ids: list[int]) -> str:
@@ -54,9 +63,12 @@ class TextCodec:
             raise BadInput("this model has no chat template: pass the prompt raw (--raw)")
         env = ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True, extensions=[loopcontrols])
         env.globals.update(raise_exception=_raise_template_error, strftime_now=_strftime_now)
-        template = env.from_string(self.chat_template)
         specials = {name: self.special_token(name) for name in ("bos_token", "eos_token")}
-        return template.render(messages=messages, add_generation_prompt=True, **specials)
+        try:
+            return env.from_string(self.chat_template).render(messages=messages, add_generation_prompt=True, **specials)
+        except SecurityError as error:
+            raise BadInput(f"the chat template of this model tried something the sandbox forbids ({error}): "
+                           "fix chat_template in tokenizer_config.json, or pass the prompt raw (--raw)") from error
 
 
 def _raise_template_error(message: str) -> None:
@@ -67,8 +79,18 @@ def _strftime_now(fmt: str) -> str:
     return datetime.now().strftime(fmt)
 
 
+def _first_line(error: Exception) -> str:
+    lines = str(error).strip().splitlines()
+    return lines[0][:200] if lines else type(error).__name__
+
+
 def _read_json(path: Path) -> dict[str, Any]:
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    if not path.is_file():
+        return {}
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise BadInput(f"{path} is not valid JSON ({error}): copy the folder again or re-export") from None
 
 
 def _read_text(path: Path) -> str | None:

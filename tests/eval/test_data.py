@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 
-from onnxforge.eval.data import DATA_DIR, FILES
+from onnxforge.data import DATA_DIR, FILES
 
 
 def test_shipped_data_matches_its_checksums() -> None:

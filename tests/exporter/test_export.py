@@ -10,8 +10,7 @@ import numpy as np
 import onnx
 import pytest
 
-from onnxforge.exporter.trace import io_names
-from onnxforge.manifest import read_manifest
+from onnxforge.folder import io_names, read_manifest
 from onnxforge.runtime.decoder import Decoder
 
 from ..conftest import TINY_ARCHITECTURES

@@ -13,8 +13,8 @@ from onnxforge.passes.calibration import CalibrationSettings
 from onnxforge.passes.pipeline import compress
 from onnxforge.passes.recipe import parse_recipe
 from onnxforge.runtime.decoder import Decoder
-from onnxforge.runtime.session import SessionSettings
 from onnxforge.runtime.generate import GenerationSettings, Generator
+from onnxforge.runtime.session import SessionSettings
 
 SMALL_CALIBRATION = CalibrationSettings(samples=4, max_tokens=32)
 

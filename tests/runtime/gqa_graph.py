@@ -9,7 +9,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
-from onnxforge.runtime.kv_cache import SHARED_BUFFER, SHARED_BUFFER_KEY
+from onnxforge.folder import KV_CACHE_KEY, SHARED_BUFFER
 
 VOCAB, HIDDEN, HEADS, KV_HEADS, HEAD_DIM, CONTEXT = 97, 32, 4, 2, 8, 64
 
@@ -19,7 +19,7 @@ def write_gqa_folder(folder: Path, shared_buffer: bool) -> Path:
     folder.mkdir(parents=True)
     model = helper.make_model(_graph(), opset_imports=[helper.make_opsetid("", 18), helper.make_opsetid("com.microsoft", 1)])
     if shared_buffer:
-        helper.set_model_props(model, {SHARED_BUFFER_KEY: SHARED_BUFFER})
+        helper.set_model_props(model, {KV_CACHE_KEY: SHARED_BUFFER})
     onnx.save(model, folder / "model.onnx")
     (folder / "config.json").write_text(json.dumps({"max_position_embeddings": CONTEXT}))
     return folder

@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 from jinja2.exceptions import SecurityError
 
+from onnxforge.errors import BadInput
 from onnxforge.runtime.text import TextCodec
 
 
@@ -35,5 +36,6 @@ def test_chat_templates_run_in_a_sandbox(export_tiny: Callable[[str], Path], tmp
     config = json.loads((tmp_path / "tokenizer_config.json").read_text())
     config["chat_template"] = "{{ messages.__class__.__mro__[1].__subclasses__() }}"
     (tmp_path / "tokenizer_config.json").write_text(json.dumps(config))
-    with pytest.raises(SecurityError):
+    with pytest.raises(BadInput, match="chat template .* sandbox forbids") as refused:
         TextCodec(tmp_path).render_chat([{"role": "user", "content": "hi"}])
+    assert isinstance(refused.value.__cause__, SecurityError)

@@ -5,9 +5,10 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import tomllib
 from collections.abc import Callable
 from pathlib import Path
+
+import tomllib
 
 HEAVY = ("torch", "transformers", "onnx", "onnx_ir", "onnxscript", "gguf", "accelerate", "safetensors")
 

@@ -1,0 +1,89 @@
+"""The folder contract: every file name, graph input/output name, metadata key and domain we write.
+
+An exported or compressed model is a folder that other tools read without onnxforge (optimum,
+transformers.js, ONNX Runtime itself), so these names follow Hugging Face optimum. Exporter,
+passes, runtime and evaluation import them from here; nobody spells them out again.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from onnxforge.errors import BadInput
+
+MODEL_FILE = "model.onnx"
+EXTERNAL_DATA_FILE = "model.onnx_data"
+MANIFEST_FILE = "onnxforge.json"
+CONFIG_FILE = "config.json"
+TOKENIZER_FILE = "tokenizer.json"
+MODEL_FILES = (MODEL_FILE, EXTERNAL_DATA_FILE, MANIFEST_FILE)
+
+INPUT_IDS, ATTENTION_MASK, POSITION_IDS, LOGITS = "input_ids", "attention_mask", "position_ids", "logits"
+PAST_PREFIX, PRESENT_PREFIX = "past_key_values.", "present."
+KV_KINDS = ("key", "value")
+BATCH_DIM, SEQUENCE_DIM, PAST_DIM = "batch_size", "sequence_length", "past_sequence_length"
+TOTAL_DIM = "past_sequence_length + sequence_length"
+
+FACTS_KEY = "onnxforge.architecture"  # model metadata: the shape facts, while passes run
+PASS_LOG_KEY = "onnxforge.pass_log"  # model metadata: what each pass did, while passes run
+KV_CACHE_KEY, SHARED_BUFFER = "onnxforge.kv_cache", "shared_buffer"  # saved metadata: the cache layout
+MS_DOMAIN = "com.microsoft"
+
+
+def past_name(layer: int, kind: str) -> str:
+    """`past_key_values.{layer}.{kind}`: a graph input of the cache."""
+    return f"{PAST_PREFIX}{layer}.{kind}"
+
+
+def present_name(layer: int, kind: str) -> str:
+    """`present.{layer}.{kind}`: a graph output of the cache."""
+    return f"{PRESENT_PREFIX}{layer}.{kind}"
+
+
+def past_names(num_layers: int) -> list[str]:
+    """Every cache input, key then value for each layer."""
+    return [past_name(i, kind) for i in range(num_layers) for kind in KV_KINDS]
+
+
+def present_names(num_layers: int) -> list[str]:
+    """Every cache output, in the order of `past_names`."""
+    return [present_name(i, kind) for i in range(num_layers) for kind in KV_KINDS]
+
+
+def io_names(num_layers: int) -> tuple[list[str], list[str]]:
+    """Graph input and output names of a decoder with past, in optimum's convention."""
+    return [INPUT_IDS, ATTENTION_MASK, POSITION_IDS, *past_names(num_layers)], [LOGITS, *present_names(num_layers)]
+
+
+def check_folder(folder: Path) -> None:
+    """Refuse folders that onnxforge did not write (no onnxforge.json next to model.onnx)."""
+    if not (folder / MODEL_FILE).is_file() or not (folder / MANIFEST_FILE).is_file():
+        raise BadInput(f"'{folder}' is not an onnxforge model folder (needs {MODEL_FILE} and {MANIFEST_FILE}): "
+                       "export one with onnxforge export")
+
+
+def read_manifest(folder: str | Path) -> dict[str, Any]:
+    """The folder's onnxforge.json, or {} when it has none."""
+    path = Path(folder) / MANIFEST_FILE
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+
+
+def write_manifest(folder: str | Path, manifest: dict[str, Any]) -> None:
+    """Write onnxforge.json atomically (a temporary file renamed over the old one)."""
+    folder = Path(folder)
+    with tempfile.NamedTemporaryFile("w", dir=folder, suffix=".tmp", delete=False, encoding="utf-8") as tmp:
+        json.dump(manifest, tmp, indent=2, sort_keys=False)
+        tmp.write("\n")
+    os.chmod(tmp.name, 0o644)
+    os.replace(tmp.name, folder / MANIFEST_FILE)
+
+
+def folder_bytes(folder: str | Path) -> dict[str, int]:
+    """Bytes of each file in the folder, plus their total under 'total'."""
+    sizes = {p.name: p.stat().st_size for p in sorted(Path(folder).iterdir()) if p.is_file()}
+    sizes["total"] = sum(sizes.values())
+    return sizes

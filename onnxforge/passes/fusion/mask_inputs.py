@@ -1,0 +1,60 @@
+"""GroupQueryAttention's mask inputs, built once from the graph inputs and shared by every layer.
+
+- `seqlens_k = total - 1` for every row and `total_sequence_length = total`, where total is the
+  length of `attention_mask` (past + new tokens, padding included);
+- `attention_bias` [batch, 1, seq, total]: 0 where the mask is 1, the dtype's lowest finite value
+  where it is 0 (finite, so that rows made only of padding give no NaN); this carries left
+  padding, and the kernel applies the causal mask itself;
+- `query_seqlens = seq` for every row: without it ORT's CPU kernel refuses a call of several
+  tokens on a batch of more than one row with a past ("batch_size must be 1 when
+  sequence_length > 1 and past context is given"), a call that parity checks make.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import onnx_ir as ir
+
+from onnxforge.folder import ATTENTION_MASK, INPUT_IDS
+from onnxforge.passes.fusion.rotary import PREFIX
+from onnxforge.passes.ir_utils import NodeBuilder
+
+
+@dataclass(frozen=True)
+class MaskInputs:
+    """GroupQueryAttention's inputs computed from attention_mask and input_ids (values in the graph)."""
+
+    seqlens_k: ir.Value
+    total_length: ir.Value
+    bias: ir.Value
+    query_seqlens: ir.Value
+
+
+
+def attention_inputs(graph: ir.Graph, dtype: ir.DataType) -> MaskInputs | None:
+    """GroupQueryAttention's mask inputs, computed by nodes inserted at the start of the graph."""
+    inputs = {value.name: value for value in graph.inputs}
+    mask, ids = inputs.get(ATTENTION_MASK), inputs.get(INPUT_IDS)
+    if mask is None or ids is None or len(graph) == 0:
+        return None
+    add = NodeBuilder(PREFIX)
+    batch = add("Shape", [mask], "batch", start=0, end=1)
+    total = add("Shape", [mask], "total", start=1, end=2)
+    total_length = add("Cast", [add("Squeeze", [total], "total_scalar")], "total_sequence_length", to=ir.DataType.INT32)
+    last = add("Sub", [total_length, add.constant(np.array(1, np.int32), "one")], "last")
+    seqlens_k = add("Expand", [last, batch], "seqlens_k")
+    lowest = np.array(np.finfo(dtype.numpy()).min, dtype.numpy())
+    keep = add("Cast", [mask], "keep", to=ir.DataType.BOOL)
+    bias_2d = add("Where", [keep, add.constant(np.array(0, dtype.numpy()), "zero"), add.constant(lowest, "lowest")],
+                  "bias_2d")
+    bias_4d = add("Unsqueeze", [bias_2d, add.constant(np.array([1, 2], np.int64), "axes_1_2")], "bias_4d")
+    seq = add("Shape", [ids], "seq", start=1, end=2)
+    bias_shape = add("Concat", [batch, add.constant(np.array([1], np.int64), "one_dim"), seq, total], "bias_shape",
+                     axis=0)
+    bias = add("Expand", [bias_4d, bias_shape], "attention_bias")
+    seq_length = add("Cast", [add("Squeeze", [seq], "seq_scalar")], "seq_length", to=ir.DataType.INT32)
+    query_seqlens = add("Expand", [seq_length, batch], "query_seqlens")
+    graph.insert_before(graph.node(0), add.nodes)
+    return MaskInputs(seqlens_k, total_length, bias, query_seqlens)

@@ -1,0 +1,135 @@
+"""Drop whole decoder layers, chosen by how little they change the hidden state on calibration text.
+
+A layer's importance is ShortGPT's block influence: 1 - the mean cosine similarity between the
+hidden state entering and leaving it, over every calibration token. The `count` least important
+layers (or the ones listed in `layers`) are removed: the stream that entered a dropped layer
+feeds whatever read its output, the layer's past/present inputs and outputs disappear, the
+remaining layers are renumbered (inputs, outputs and weight names stay consecutive, so the runtime
+and other readers see an ordinary model with fewer layers).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+
+import numpy as np
+import onnx_ir as ir
+import onnx_ir.passes.common as common_passes
+
+from onnxforge.errors import ConfigError
+from onnxforge.folder import KV_KINDS, PAST_PREFIX, PRESENT_PREFIX, past_name, present_name
+from onnxforge.models.architectures import ARCHITECTURES
+from onnxforge.passes.base import PassConfig, check_positive_int, model_facts, set_model_facts
+from onnxforge.passes.ir_utils import forget_intermediate_shapes
+from onnxforge.passes.prune.projections import StructuralPass, residual_stream
+
+
+@dataclasses.dataclass(frozen=True)
+class DropLayersConfig(PassConfig):
+    """How many layers to drop (chosen by calibration), or exactly which ones."""
+
+    count: int = 2
+    layers: tuple[int, ...] = ()
+
+    def validate(self) -> None:
+        check_positive_int("count", self.count)
+        if any(not isinstance(i, int) or i < 0 for i in self.layers) or len(set(self.layers)) != len(self.layers):
+            raise ConfigError(f"layers must list distinct layer numbers >= 0, got {list(self.layers)}")
+
+
+class DropLayersPass(StructuralPass):
+    """Remove the least important decoder layers.
+
+    1. Measure every layer's block influence on the calibration text (unless `layers` is given).
+    2. Route each dropped layer's input stream to its readers; remove its cache inputs/outputs.
+    3. Delete the dead nodes and weights; renumber the remaining layers.
+    """
+
+    name = "drop-layers"
+    config_class = DropLayersConfig
+    summary = "remove the decoder layers that change the hidden state least"
+
+    def call(self, model: ir.Model) -> ir.passes.PassResult:
+        facts = model_facts(model)
+        log = self.log(model)
+        total = facts["num_layers"]
+        influence = self._influence(model, total) if not self.config.layers else None
+        dropped = (
+            sorted(self.config.layers)
+            if self.config.layers
+            else sorted(np.argsort(influence)[: self.config.count].tolist())
+        )
+        if len(dropped) >= total or max(dropped) >= total:
+            raise self.refuse(f"cannot drop layers {dropped} of a model with {total} layers (0 to {total - 1})")
+        streams = [residual_stream(model, i) for i in dropped]
+        for layer, (entering, leaving) in sorted(zip(dropped, streams), reverse=True):
+            ir.convenience.replace_all_uses_with(leaving, entering)
+            _remove_cache_io(model.graph, layer)
+        common_passes.RemoveUnusedNodesPass()(model)
+        _remove_cache_inputs(model.graph, dropped)
+        _renumber_layers(model.graph, dropped, _layer_name(facts["model_type"]))
+        forget_intermediate_shapes(model.graph)
+        set_model_facts(model, {**facts, "num_layers": total - len(dropped)})
+        log.write(
+            layers_dropped=dropped,
+            block_influence=None if influence is None else [round(float(x), 5) for x in influence],
+        )
+        return ir.passes.PassResult(model, modified=True)
+
+    def _influence(self, model: ir.Model, layers: int) -> np.ndarray:
+        streams = [value for i in range(layers) for value in residual_stream(model, i)]
+        totals, tokens = np.zeros(layers), [0]
+
+        def add(arrays: list[np.ndarray]) -> None:
+            for i in range(layers):
+                entering, leaving = (a.reshape(-1, a.shape[-1]).astype(np.float64) for a in arrays[2 * i : 2 * i + 2])
+                cosine = (entering * leaving).sum(1) / (
+                    np.linalg.norm(entering, axis=1) * np.linalg.norm(leaving, axis=1)
+                )
+                totals[i] += cosine.sum()
+            tokens[0] += arrays[0].shape[0] * arrays[0].shape[1]
+
+        self.calibrated().run(model, streams, add, "layer influence")
+        return 1.0 - totals / tokens[0]
+
+
+def _remove_cache_io(graph: ir.Graph, layer: int) -> None:
+    names = {present_name(layer, "key"), present_name(layer, "value")}
+    for output in [o for o in graph.outputs if o.name in names]:
+        graph.outputs.remove(output)
+
+
+def _remove_cache_inputs(graph: ir.Graph, dropped: list[int]) -> None:
+    """Remove the dropped layers' past inputs; a read that is left (the exporter takes the past
+    length from one layer's past) moves to a kept layer's input of the same shape."""
+    by_name = {graph_input.name: graph_input for graph_input in graph.inputs}
+    kept = next(i for i in range(len(by_name)) if i not in dropped and past_name(i, "key") in by_name)
+    for layer in dropped:
+        for kind in KV_KINDS:
+            graph_input = by_name[past_name(layer, kind)]
+            ir.convenience.replace_all_uses_with(graph_input, by_name[past_name(kept, kind)])
+            graph.inputs.remove(graph_input)
+
+
+def _layer_name(model_type: str) -> re.Pattern[str]:
+    """Names that carry a layer number: the architecture's weights, the cache inputs and outputs."""
+    prefixes = (ARCHITECTURES[model_type].layer_prefix + ".", PAST_PREFIX, PRESENT_PREFIX)
+    return re.compile(rf"^({'|'.join(re.escape(prefix) for prefix in prefixes)})(\d+)\.")
+
+
+def _renumber_layers(graph: ir.Graph, dropped: list[int], layer_name: re.Pattern[str]) -> None:
+    """Close the gaps: layer k becomes k minus the number of dropped layers below it."""
+    values = [*graph.inputs, *graph.outputs, *graph.initializers.values()]
+    renames = []
+    for value in values:
+        match = layer_name.match(value.name or "")
+        if match:
+            old = int(match.group(2))
+            new = old - sum(1 for d in dropped if d < old)
+            if new != old:
+                renames.append((value, f"{match.group(1)}{new}.{value.name[match.end() :]}"))
+    for value, _ in renames:  # two steps, so that no new name collides with an old one still in use
+        value.name = "renumbering/" + value.name
+    for value, name in renames:
+        value.name = name

@@ -1,0 +1,193 @@
+"""FusePass on tiny exports: what it fuses, and that logits and tokens stay those of the original graph."""
+
+from __future__ import annotations
+
+import collections
+import json
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx_ir as ir
+import pytest
+
+from onnxforge.folder import KV_CACHE_KEY, SHARED_BUFFER
+from onnxforge.passes.base import open_pass_log, set_model_facts, take_pass_log
+from onnxforge.passes.fusion.fuse import FuseConfig, FusePass
+from onnxforge.runtime.decoder import Decoder
+from onnxforge.runtime.generate import GenerationSettings, Generator
+from onnxforge.runtime.loop import pad_rows
+from onnxforge.runtime.sampling import SamplingSettings
+
+ATOL = 1e-4
+ROWS = [[5, 17, 33, 8, 90, 41, 7, 120, 66, 3, 250, 12], [44, 45, 9, 200, 31]]  # the second is left-padded
+PROMPTS = ["Hello there", "The quick brown fox jumps over the lazy dog", "a"]
+
+
+def fuse_folder(source: Path, target: Path, config: FuseConfig | None = None) -> tuple[ir.Model, dict[str, Any]]:
+    """Copy `source` to `target` with its model.onnx fused; return the fused model and the pass's log entry."""
+    shutil.copytree(source, target, ignore=shutil.ignore_patterns("model.onnx", "model.onnx_data"))
+    model = ir.load(source / "model.onnx")
+    set_model_facts(model, facts(source))
+    open_pass_log(model)
+    FusePass(config or FuseConfig())(model)
+    [entry] = take_pass_log(model)
+    ir.save(model, target / "model.onnx", external_data="model.onnx_data")
+    return model, entry
+
+
+def facts(folder: Path) -> dict[str, Any]:
+    return json.loads((folder / "onnxforge.json").read_text())["architecture"]
+
+
+def op_counts(model: ir.Model) -> collections.Counter[str]:
+    return collections.Counter(node.op_type for node in model.graph)
+
+
+@pytest.fixture(scope="module")
+def llama(export_tiny: Callable[[str], Path]) -> Path:
+    return export_tiny("llama")
+
+
+@pytest.fixture(scope="module")
+def fused(llama: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, ir.Model, dict[str, Any]]:
+    target = tmp_path_factory.mktemp("fused") / "llama"
+    model, entry = fuse_folder(llama, target)
+    return target, model, entry
+
+
+def _prefill_and_steps(decoder: Decoder, steps: int = 3) -> tuple[list[np.ndarray], np.ndarray]:
+    """Logits of a left-padded prefill (past of length 0), then of `steps` one-token calls and one 3-token call."""
+    ids, mask = pad_rows(ROWS)
+    positions = np.clip(mask.cumsum(axis=1) - 1, 0, None)
+    logits, past = decoder.forward(ids, mask, positions, decoder.empty_past(len(ROWS)))
+    outputs = [logits]
+    for step in range(steps + 1):
+        width = 3 if step == steps else 1
+        ids = np.array([[60 + step + i for i in range(width)]] * len(ROWS), dtype=np.int64)
+        mask = np.concatenate([mask, np.ones_like(ids)], axis=1)
+        positions = positions[:, -1:] + 1 + np.arange(width)
+        logits, past = decoder.forward(ids, mask, positions, past)
+        outputs.append(logits)
+    return outputs, pad_rows(ROWS)[1].astype(bool)
+
+
+def _bound_steps(decoder: Decoder, steps: int = 6) -> list[np.ndarray]:
+    """Last-position logits of IO-bound calls through the decoder's own cache (shared buffer when marked)."""
+    ids, mask = pad_rows(ROWS)
+    positions = np.clip(mask.cumsum(axis=1) - 1, 0, None)
+    cache = decoder.new_cache(len(ROWS), ids.shape[1] + steps)
+    outputs = []
+    for step in range(steps):
+        outputs.append(decoder.step(cache, ids, mask, positions))
+        ids = np.array([[70 + 3 * step]] * len(ROWS), dtype=np.int64)
+        mask = np.concatenate([mask, np.ones_like(ids)], axis=1)
+        positions = positions[:, -1:] + 1
+    return outputs
+
+
+def test_the_fused_graph_uses_the_contrib_kernels_and_keeps_its_signature(llama: Path, fused) -> None:
+    _, model, entry = fused
+    original, layers = ir.load(llama / "model.onnx"), facts(llama)["num_layers"]
+    counts = op_counts(model)
+    # rotary inside the kernel, which reads the packed q/k/v: no RotaryEmbedding, no Split
+    assert counts["GroupQueryAttention"] == layers == reads_packed_qkv(model) and counts["RotaryEmbedding"] == 0
+    assert counts["SkipSimplifiedLayerNormalization"] == 2 * layers and counts["SimplifiedLayerNormalization"] == 1
+    assert counts["Split"] == 0 and counts["MatMul"] == 5 * layers + 1  # qkv, o, gate, up, down; lm_head
+    assert model.graph.num_nodes() < original.graph.num_nodes() / 3
+    assert model.metadata_props[KV_CACHE_KEY] == SHARED_BUFFER
+    assert [v.name for v in model.graph.inputs] == [v.name for v in original.graph.inputs]
+    assert [v.name for v in model.graph.outputs] == [v.name for v in original.graph.outputs]
+    assert entry["pass"] == "fuse" and entry["fused"]["GroupQueryAttention"] == layers and entry["shared_kv_buffer"]
+    assert entry["nodes_after"] == model.graph.num_nodes() < entry["nodes_before"]
+
+
+def test_logits_match_for_a_left_padded_prefill_and_later_steps(llama: Path, fused) -> None:
+    original, fused_decoder = Decoder(llama), Decoder(fused[0])
+    expected, real = _prefill_and_steps(original)
+    got, _ = _prefill_and_steps(fused_decoder)
+    np.testing.assert_allclose(got[0][real], expected[0][real], atol=ATOL)  # padding positions are don't-care
+    for step, (ours, theirs) in enumerate(zip(got[1:], expected[1:])):
+        np.testing.assert_allclose(ours, theirs, atol=ATOL, err_msg=f"step {step}")
+
+
+def test_the_shared_kv_buffer_gives_the_logits_of_the_growing_cache(llama: Path, fused) -> None:
+    shared = Decoder(fused[0])
+    assert shared.layout.shared_buffer
+    for step, (ours, theirs) in enumerate(zip(_bound_steps(shared), _bound_steps(Decoder(llama)))):
+        np.testing.assert_allclose(ours, theirs, atol=ATOL, err_msg=f"step {step}")
+
+
+@pytest.mark.parametrize("sampling", [SamplingSettings(), SamplingSettings(temperature=1.0, seed=7)],
+                         ids=["greedy", "seeded-sampling"])
+def test_generation_gives_the_same_tokens_alone_and_in_a_batch(llama: Path, fused, sampling) -> None:
+    settings = GenerationSettings(24, sampling)
+    original, ours = Generator(llama), Generator(fused[0])
+
+    def tokens(generator: Generator, prompts: list[str]) -> list[list[int]]:
+        return [c.token_ids for c in generator.generate(prompts, settings, raw=True).completions]
+
+    for prompt in PROMPTS:
+        assert tokens(ours, [prompt]) == tokens(original, [prompt])
+    assert tokens(ours, PROMPTS) == tokens(original, PROMPTS)
+
+
+def reads_packed_qkv(model: ir.Model) -> int:
+    """GroupQueryAttention nodes that take the packed q/k/v as their only projection input."""
+    return sum(1 for n in model.graph if n.op_type == "GroupQueryAttention" and n.inputs[1] is None)
+
+
+@pytest.mark.parametrize("config", [
+    FuseConfig(attention=False),
+    FuseConfig(attention=False, rotary=False, pack_qkv=False),
+    FuseConfig(norms=False, pack_qkv=False),
+    FuseConfig(rotary_in_attention=False),
+], ids=["no-attention", "norms-only", "attention-without-packing", "rotary-outside-attention"])
+def test_each_part_alone_keeps_the_logits(llama: Path, config: FuseConfig, tmp_path: Path) -> None:
+    model, _ = fuse_folder(llama, tmp_path / "m", config)
+    counts, layers = op_counts(model), facts(llama)["num_layers"]
+    assert counts["GroupQueryAttention"] == (layers if config.attention else 0)
+    inside = config.attention and config.rotary_in_attention
+    assert counts["RotaryEmbedding"] == (2 * layers if config.rotary and not inside else 0)
+    assert counts["SkipSimplifiedLayerNormalization"] == (2 * layers if config.norms else 0)
+    assert counts["Split"] == (layers if config.pack_qkv and not inside else 0)
+    assert reads_packed_qkv(model) == (layers if config.pack_qkv and inside else 0)
+    assert (KV_CACHE_KEY in model.metadata_props) == config.attention
+    expected, real = _prefill_and_steps(Decoder(llama), steps=1)
+    got, _ = _prefill_and_steps(Decoder(tmp_path / "m"), steps=1)
+    np.testing.assert_allclose(got[0][real], expected[0][real], atol=ATOL)
+    np.testing.assert_allclose(got[-1], expected[-1], atol=ATOL)
+
+
+@pytest.mark.parametrize("arch", ["qwen2"])
+def test_projection_biases_are_packed_too(arch: str, export_tiny: Callable[[str], Path], tmp_path: Path) -> None:
+    folder = export_tiny(arch)
+    model, entry = fuse_folder(folder, tmp_path / "m")
+    assert entry["fused"]["GroupQueryAttention"] == facts(folder)["num_layers"] == reads_packed_qkv(model)
+    expected, real = _prefill_and_steps(Decoder(folder), steps=1)
+    got, _ = _prefill_and_steps(Decoder(tmp_path / "m"), steps=1)
+    np.testing.assert_allclose(got[0][real], expected[0][real], atol=ATOL)
+    np.testing.assert_allclose(got[-1], expected[-1], atol=ATOL)
+
+
+def test_a_graph_it_cannot_match_is_left_as_it_was(export_tiny: Callable[[str], Path], tmp_path: Path) -> None:
+    folder = export_tiny("gpt2")
+    model, entry = fuse_folder(folder, tmp_path / "m")
+    assert op_counts(model) == op_counts(ir.load(folder / "model.onnx"))
+    assert KV_CACHE_KEY not in model.metadata_props and not entry["shared_kv_buffer"]
+    assert entry["fused"] == {} and entry["nodes_after"] == entry["nodes_before"]
+    expected, real = _prefill_and_steps(Decoder(folder), steps=1)
+    got, _ = _prefill_and_steps(Decoder(tmp_path / "m"), steps=1)
+    np.testing.assert_array_equal(got[0][real], expected[0][real])
+    np.testing.assert_array_equal(got[-1], expected[-1])
+
+
+def test_the_config_is_checked() -> None:
+    with pytest.raises(ValueError, match="attention=True needs rotary=True"):
+        FuseConfig(attention=True, rotary=False)
+    with pytest.raises(ValueError, match="norms must be true or false"):
+        FuseConfig(norms=1)  # type: ignore[arg-type]
+    assert FuseConfig(attention=False, rotary=False).to_json() == {
+        "attention": False, "rotary": False, "norms": True, "pack_qkv": True, "rotary_in_attention": True}
