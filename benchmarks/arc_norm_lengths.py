@@ -1,6 +1,6 @@
 """ARC-Easy acc_norm under different length normalisations, on one set of scores (explains 0.430 vs 0.435).
 
-    .venv/bin/python tools/arc_norm_lengths.py /tmp/smol
+    .venv/bin/python benchmarks/arc_norm_lengths.py /tmp/smol
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Runtime benchmark for the README: our loop vs a plain numpy loop vs torch eager, in one run.
 
-    .venv/bin/python tools/bench_runtime.py DIR [--threads 2] [--repeats 3] [--new-tokens 64] [--out FILE]
+    .venv/bin/python benchmarks/bench_runtime.py DIR [--threads 2] [--repeats 3] [--new-tokens 64] [--out FILE]
 
 DIR is an exported folder of the default model. Every engine runs in its own fresh process, one
 after the other, with the same chat prompt, greedy, exactly N new tokens (end-of-sequence

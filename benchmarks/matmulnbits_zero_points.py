@@ -1,6 +1,6 @@
 """How fast ONNX Runtime's CPU MatMulNBits is with no / uint8 / float zero points (one decode-sized MatMul).
 
-    .venv/bin/python tools/matmulnbits_zero_points.py [--k 1536] [--n 1536] [--threads 2]
+    .venv/bin/python benchmarks/matmulnbits_zero_points.py [--k 1536] [--n 1536] [--threads 2]
 
 A Q4_1 GGUF block is `d * q + m`: exact in MatMulNBits only with float zero points (-m/d is not a
 whole number). This times 20 MatMulNBits nodes [1, K] x [K, N] (4-bit, blocks of 32) per run, for

@@ -1,6 +1,6 @@
 """Where decode time goes: ONNX Runtime's profiler over N single-token steps, summed per op type.
 
-    .venv/bin/python tools/profile_ops.py DIR [DIR...] [--steps 64] [--threads 2]
+    .venv/bin/python benchmarks/profile_ops.py DIR [DIR...] [--steps 64] [--threads 2]
 
 Prints, per model, milliseconds per token by op type (kernel time only) and the share of the
 step that no kernel accounts for (session overhead, memory copies). The prompt step is excluded.

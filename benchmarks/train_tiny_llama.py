@@ -1,7 +1,7 @@
 """A small Llama trained for a few minutes on the shipped calibration passages: a model whose weights
 are NOT on a 4-bit grid, to compare general-purpose quantisation methods (RTN vs GPTQ vs HQQ).
 
-    .venv/bin/python tools/train_tiny_llama.py OUT --tokenizer /tmp/smol [--minutes 6] [--seed 0]
+    .venv/bin/python benchmarks/train_tiny_llama.py OUT --tokenizer /tmp/smol [--minutes 6] [--seed 0]
 
 OUT becomes a Hugging Face folder (safetensors + config + the tokenizer of --tokenizer), which
 `onnxforge export OUT DIR` exports. Trained only on onnxforge/data/calibration (never on an

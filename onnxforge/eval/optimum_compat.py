@@ -1,8 +1,8 @@
 """Check that optimum's ORTModelForCausalLM loads an onnxforge folder unchanged and agrees with our loop.
 
 optimum-onnx pins transformers<4.58, so it cannot share onnxforge's environment: `make optimum-compat`
-runs `python tools/optimum_compat.py optimum DIR` in .venv-optimum (greedy tokens as JSON, batch 1,
-then a left-padded batch), and `python tools/optimum_compat.py compare DIR FILE` in .venv.
+runs `python onnxforge/eval/optimum_compat.py optimum DIR` in .venv-optimum (greedy tokens as JSON, batch 1,
+then a left-padded batch), and `python onnxforge/eval/optimum_compat.py compare DIR FILE` in .venv.
 """
 
 from __future__ import annotations

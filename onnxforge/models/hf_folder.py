@@ -1,7 +1,7 @@
 """Write a Hugging Face safetensors folder of a source (the anchors' exporters need one), or print its GGUF.
 
-    python tools/hf_folder.py smollm2-135m OUT      # config.json + model.safetensors + tokenizer
-    python tools/hf_folder.py --gguf smollm2-135m   # the path of the named default's GGUF file
+    python -m onnxforge.models.hf_folder smollm2-135m OUT      # config.json + model.safetensors + tokenizer
+    python -m onnxforge.models.hf_folder --gguf smollm2-135m   # the path of the named default's GGUF file
 
 The named default is a dequantised GGUF: its config carries a `quantization_config` that would
 make transformers refuse to save it, and optimum's transformers 4.57 to read it; it is dropped.

@@ -98,3 +98,15 @@ def test_the_tiny_tokenizer_round_trips_bytes() -> None:
     tokenizer = tiny_tokenizer()
     text = "naïve café 東京"
     assert tokenizer.decode(tokenizer.encode(text)) == text
+
+
+def test_the_facts_record_the_sliding_window() -> None:
+    from transformers import AutoConfig
+
+    from onnxforge.models.architectures import facts_from_config
+
+    mistral = AutoConfig.for_model("mistral", sliding_window=4)
+    qwen2 = AutoConfig.for_model("qwen2", sliding_window=8, use_sliding_window=False)
+    assert facts_from_config(mistral).to_json()["sliding_window"] == 4
+    assert facts_from_config(qwen2).to_json()["sliding_window"] is None
+    assert facts_from_config(AutoConfig.for_model("llama")).to_json()["sliding_window"] is None

@@ -39,7 +39,7 @@ def test_bad_recipes_are_rejected_with_the_valid_choices(text: str, message: str
 
 def test_registry_configs_validate_their_defaults() -> None:
     for entry in registry().values():
-        entry.config()  # the defaults themselves are valid
+        entry.config_class()  # the defaults themselves are valid
 
 
 def test_unknown_recipe_name_lists_the_shipped_ones(capsys: pytest.CaptureFixture, tmp_path) -> None:  # noqa: ANN001

@@ -191,3 +191,45 @@ def test_the_config_is_checked() -> None:
         FuseConfig(norms=1)  # type: ignore[arg-type]
     assert FuseConfig(attention=False, rotary=False).to_json() == {
         "attention": False, "rotary": False, "norms": True, "pack_qkv": True, "rotary_in_attention": True}
+
+
+def test_a_second_fuse_changes_nothing_and_says_so(fused: tuple[Path, ir.Model, dict[str, Any]]) -> None:
+    folder, model, _ = fused
+    again = ir.load(folder / "model.onnx")
+    set_model_facts(again, facts(folder))
+    assert FusePass()(again).modified is False
+    assert op_counts(again) == op_counts(model)
+
+
+def _with_window(folder: Path, target: Path, window: int) -> Path:
+    copy = Path(shutil.copytree(folder, target))
+    manifest = json.loads((copy / "onnxforge.json").read_text())
+    manifest["architecture"]["sliding_window"] = window
+    (copy / "onnxforge.json").write_text(json.dumps(manifest))
+    return copy
+
+
+def test_a_sliding_window_model_is_refused_in_one_line(
+    llama: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from onnxforge.cli import main
+
+    source = _with_window(llama, tmp_path / "windowed", window=16)
+    status = main(["compress", str(source), str(tmp_path / "out"), "--recipe", "fuse"])
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]  # after progress
+    assert status == 2 and len(errors) == 1 and "sliding window of 16 tokens" in errors[0]
+    assert "attention = false" in errors[0]
+    assert not (tmp_path / "out").exists()
+
+
+def test_a_sliding_window_model_fuses_norms_and_rotary_without_attention(llama: Path, tmp_path: Path) -> None:
+    source = _with_window(llama, tmp_path / "windowed", window=16)
+    model, entry = fuse_folder(source, tmp_path / "m", FuseConfig(attention=False, rotary_in_attention=False))
+    assert "GroupQueryAttention" not in entry["fused"] and entry["fused"]["SimplifiedLayerNormalization"] >= 1
+    assert KV_CACHE_KEY not in model.metadata_props
+
+
+def test_a_window_wider_than_the_context_fuses_as_usual(llama: Path, tmp_path: Path) -> None:
+    source = _with_window(llama, tmp_path / "windowed", window=facts(llama)["max_positions"])
+    _, entry = fuse_folder(source, tmp_path / "m")
+    assert entry["fused"]["GroupQueryAttention"] == facts(llama)["num_layers"]
