@@ -168,7 +168,7 @@ def _session(model: ir.Model, values: Sequence[ir.Value], threads: int) -> ort.I
         raise BadInput("calibration runs models up to 2 GB in memory: this one is larger (not supported yet)")
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads
-    options.log_severity_level = 3
+    options.log_severity_level = 4  # errors come back as exceptions; we print them as one line
     return ort.InferenceSession(proto.SerializeToString(), options, providers=["CPUExecutionProvider"])
 
 

@@ -69,7 +69,7 @@ def _session_options(threads: int, optimization: str) -> ort.SessionOptions:
     options = ort.SessionOptions()
     options.intra_op_num_threads = threads or int(os.environ.get("ONNXFORGE_THREADS", "0"))
     options.graph_optimization_level = OPTIMIZATION_LEVELS[optimization]
-    options.log_severity_level = 3
+    options.log_severity_level = 4  # errors come back as exceptions; we print them as one line
     return options
 
 
