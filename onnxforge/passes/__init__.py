@@ -1,1 +1,4 @@
-"""Graph passes: onnx-ir passes over exported decoders, a registry, TOML recipes and the compress pipeline."""
+"""Graph passes (ONNX -> smaller, faster ONNX): base, registry, recipes, the compress pipeline, calibration.
+
+The passes themselves live in rooms: `fusion/`, `prune/`, `quantize/` (and `cleanup` here).
+"""

@@ -7,12 +7,10 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -28,12 +26,6 @@ def _run(args: list[str], capfd: pytest.CaptureFixture[str]) -> tuple[int, str, 
     status = main(args)
     captured = capfd.readouterr()
     return status, captured.out, captured.err.strip().splitlines()
-
-
-@pytest.fixture
-def folder(export_tiny: Callable[[str], Path], tmp_path: Path) -> Path:
-    """A private copy of the tiny llama export that a test may damage."""
-    return Path(shutil.copytree(export_tiny("llama"), tmp_path / "model"))
 
 
 def test_a_prompt_that_is_not_utf8_is_one_line(folder: Path, capfd: pytest.CaptureFixture[str]) -> None:

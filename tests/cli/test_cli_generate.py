@@ -21,12 +21,6 @@ def _run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str,
     return status, captured.out, captured.err.strip().splitlines()
 
 
-@pytest.fixture
-def folder(export_tiny: Callable[[str], Path], tmp_path: Path) -> Path:
-    """A private copy of the tiny llama export that a test may damage."""
-    return Path(shutil.copytree(export_tiny("llama"), tmp_path / "model"))
-
-
 def _point_external_data_to(folder: Path, location: str) -> None:
     model = onnx.load(folder / "model.onnx", load_external_data=False)
     for tensor in model.graph.initializer:
