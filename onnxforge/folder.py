@@ -13,6 +13,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from tokenizers import Tokenizer
+
 from onnxforge.errors import BadInput
 
 MODEL_FILE = "model.onnx"
@@ -64,6 +66,18 @@ def check_folder(folder: Path) -> None:
     if not (folder / MODEL_FILE).is_file() or not (folder / MANIFEST_FILE).is_file():
         raise BadInput(f"'{folder}' is not an onnxforge model folder (needs {MODEL_FILE} and {MANIFEST_FILE}): "
                        "export one with onnxforge export")
+
+
+def read_tokenizer(folder: str | Path) -> Tokenizer:
+    """The folder's tokenizer.json as a `tokenizers.Tokenizer`; BadInput when it is missing or unreadable."""
+    path = Path(folder) / TOKENIZER_FILE
+    if not path.is_file():
+        raise BadInput(f"'{folder}' has no {TOKENIZER_FILE}: export the model with onnxforge export")
+    try:
+        return Tokenizer.from_file(str(path))
+    except Exception as error:  # noqa: BLE001 - tokenizers raises a bare Exception for unreadable files
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
+        raise BadInput(f"{path} cannot be read ({reason}): copy it again or re-export") from None
 
 
 def read_manifest(folder: str | Path) -> dict[str, Any]:

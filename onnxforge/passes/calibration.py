@@ -20,11 +20,10 @@ from typing import Any
 import numpy as np
 import onnx_ir as ir
 import onnxruntime as ort
-from tokenizers import Tokenizer
 
 from onnxforge.data import data_file
 from onnxforge.errors import BadInput
-from onnxforge.folder import ATTENTION_MASK, INPUT_IDS, LOGITS, PAST_PREFIX, POSITION_IDS, TOKENIZER_FILE
+from onnxforge.folder import ATTENTION_MASK, INPUT_IDS, LOGITS, PAST_PREFIX, POSITION_IDS, read_tokenizer
 from onnxforge.passes.base import OnnxforgePass, PassConfig
 from onnxforge.progress import console
 
@@ -73,7 +72,7 @@ class Calibration:
     @classmethod
     def from_folder(cls, folder: Path, settings: CalibrationSettings) -> Calibration:
         """Tokenize the calibration text with the folder's tokenizer (only as much as needed), cut it into rows."""
-        tokenizer = Tokenizer.from_file(str(folder / TOKENIZER_FILE))
+        tokenizer = read_tokenizer(folder)
         wanted, ids = settings.samples * settings.max_tokens, []
         for text in read_texts(settings.file):
             ids += tokenizer.encode(text + "\n\n", add_special_tokens=False).ids

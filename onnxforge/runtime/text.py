@@ -10,10 +10,9 @@ from typing import Any
 from jinja2.exceptions import SecurityError, TemplateError
 from jinja2.ext import loopcontrols
 from jinja2.sandbox import ImmutableSandboxedEnvironment
-from tokenizers import Tokenizer
 
 from onnxforge.errors import BadInput
-from onnxforge.folder import TOKENIZER_FILE
+from onnxforge.folder import read_tokenizer
 
 
 class TextCodec:
@@ -21,13 +20,7 @@ class TextCodec:
 
     def __init__(self, model_dir: str | Path) -> None:
         folder = Path(model_dir)
-        path = folder / TOKENIZER_FILE
-        if not path.is_file():
-            raise BadInput(f"'{model_dir}' has no {TOKENIZER_FILE}: export the model with onnxforge export")
-        try:
-            self.tokenizer = Tokenizer.from_file(str(path))
-        except Exception as error:  # noqa: BLE001 - tokenizers raises a bare Exception for unreadable files
-            raise BadInput(f"{path} cannot be read ({_first_line(error)}): copy it again or re-export") from None
+        self.tokenizer = read_tokenizer(folder)
         self.config = _read_json(folder / "tokenizer_config.json")
         self.generation_config = _read_json(folder / "generation_config.json")
         self.chat_template = self.config.get("chat_template") or _read_text(folder / "chat_template.jinja")
@@ -77,11 +70,6 @@ def _raise_template_error(message: str) -> None:
 
 def _strftime_now(fmt: str) -> str:
     return datetime.now().strftime(fmt)
-
-
-def _first_line(error: Exception) -> str:
-    lines = str(error).strip().splitlines()
-    return lines[0][:200] if lines else type(error).__name__
 
 
 def _read_json(path: Path) -> dict[str, Any]:

@@ -102,3 +102,10 @@ def test_the_next_run_clears_a_partial_folder_of_a_dead_process(tmp_path: Path) 
     live.mkdir()
     assert main(["export", "tiny:llama", str(tmp_path / "out"), "--no-validate"]) == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == [live.name, "out"]
+
+
+def test_compress_without_a_tokenizer_is_one_line(folder: Path, tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    (folder / "tokenizer.json").unlink()
+    status, _, err = _run(["compress", str(folder), str(tmp_path / "out"), "--recipe", "prune-ffn-25"], capfd)
+    assert status == 2 and err[-1].startswith("error:") and "has no tokenizer.json" in err[-1]
+    assert not (tmp_path / "out").exists()
