@@ -13,7 +13,9 @@ from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
 
-TINY_ARCHITECTURES = ("llama", "mistral", "qwen2", "gpt2")
+from onnxforge.models.tiny import TINY_CONFIGS  # noqa: E402 - after the offline settings
+
+TINY_ARCHITECTURES = tuple(TINY_CONFIGS)
 
 
 @pytest.fixture(scope="session")

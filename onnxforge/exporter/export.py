@@ -70,9 +70,13 @@ def _manifest(loaded: LoadedModel, model: ir.Model) -> dict[str, Any]:
 
 
 def _parity_failure(parity: dict[str, Any]) -> str:
+    tolerance = parity["tolerance"]
+    failed = [f"{case} {diff:.2e}" for case, diff in parity.get("max_abs_logits_diff", {}).items()
+              if not diff <= tolerance]
+    where = f" in {', '.join(failed)}" if failed else ""
     return (
-        f"parity with torch failed (worst |Δ logits| {parity['worst_abs_logits_diff']:.2e}, tolerance "
-        f"{parity['tolerance']:.0e}; greedy identical {parity['greedy_identical']}; tokenizer identical "
+        f"parity with torch failed (worst |Δ logits| {parity['worst_abs_logits_diff']:.2e}{where}, tolerance "
+        f"{tolerance:.0e}; greedy identical {parity['greedy_identical']}; tokenizer identical "
         f"{parity['tokenizer_identical']}), so nothing was written; --no-validate keeps the folder anyway"
     )
 

@@ -13,6 +13,7 @@ from onnxscript.optimizer import FOLDED_FROM_KEY
 from torch.export import Dim
 
 from onnxforge.exporter.defaults import DEFAULT_OPSET
+from onnxforge.exporter.rope import functional_longrope
 from onnxforge.exporter.wrapper import DecoderWithPast
 from onnxforge.folder import (
     ATTENTION_MASK,
@@ -41,7 +42,7 @@ def trace_to_onnx(model: torch.nn.Module, facts: ModelFacts, opset: int = DEFAUL
     wrapper = DecoderWithPast(model, facts.num_layers).eval()
     args, dynamic_shapes = _example_inputs(facts)
     inputs, outputs = io_names(facts.num_layers)
-    with torch.no_grad(), _sdpa_with_native_gqa():
+    with torch.no_grad(), _sdpa_with_native_gqa(), functional_longrope(model):
         program = torch.onnx.export(
             wrapper,
             args,

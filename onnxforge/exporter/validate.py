@@ -1,7 +1,9 @@
 """Parity of an exported folder with its torch source, on shapes the export did not trace.
 
-Three logits checks (batch 2 with left padding, a decode step with past > 0, a long sequence)
-and greedy generation of N tokens on three prompts, ONNX Runtime against transformers' generate.
+Logits checks: batch 2 with left padding, a decode step with past > 0, a long sequence, and decode
+steps after long pasts (beyond every traced length; for a sliding-window model also just past
+the window and at twice it, where a cache that is right for short pasts goes wrong). Then greedy
+generation of N tokens on three prompts, ONNX Runtime against transformers' generate.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ PROMPTS = (
 )
 _LONG_SEQUENCE = 200
 _DECODE_STEP = 4
+_GREEDY_ACROSS_WINDOW = 64
 
 
 def check_parity(
@@ -36,9 +39,11 @@ def check_parity(
     start = time.perf_counter()
     decoder, codec = Decoder(folder), TextCodec(folder)
     prompts = [codec.encode(text) for text in PROMPTS]
-    diffs = _logits_differences(decoder, loaded.model, prompts, loaded.facts.max_positions)
+    facts = loaded.facts
+    diffs = _logits_differences(decoder, loaded.model, prompts, facts.max_positions, facts.sliding_window)
     stop_ids = codec.stop_ids()
-    identical = [_greedy_matches(decoder, loaded.model, ids, new_tokens, stop_ids) for ids in prompts]
+    greedy = [(ids, new_tokens) for ids in prompts] + _across_the_window(prompts, facts.sliding_window)
+    identical = [_greedy_matches(decoder, loaded.model, ids, count, stop_ids) for ids, count in greedy]
     tokenizer_same = all(loaded.tokenizer.encode(t, add_special_tokens=False) == p for t, p in zip(PROMPTS, prompts))
     worst = max(diffs.values())
     return {
@@ -53,8 +58,37 @@ def check_parity(
     }
 
 
+def _across_the_window(prompts: list[list[int]], window: int | None) -> list[tuple[list[int], int]]:
+    """For a sliding-window model, a prompt just short of the window and 64 greedy tokens that cross it."""
+    if not window:
+        return []
+    text = sum(prompts, [])
+    return [([int(t) for t in np.resize(text, max(1, window - 4))], _GREEDY_ACROSS_WINDOW)]
+
+
+def probe_pasts(max_positions: int, window: int | None) -> list[int]:
+    """Past lengths a decode step is checked after: beyond every traced length, and across a sliding window."""
+    pasts = {_LONG_SEQUENCE} | ({window + 1, 2 * window} if window else set())
+    return sorted({min(past, max_positions - _DECODE_STEP) for past in pasts})
+
+
+def _prefill_then_decode(
+    decoder: Decoder, model: torch.nn.Module, ids: np.ndarray, step_ids: np.ndarray
+) -> tuple[float, float]:
+    """Worst |Δ logits| of a one-row prefill of `ids`, then of a step of `step_ids` on that past."""
+    mask, positions = np.ones_like(ids), np.arange(ids.shape[1], dtype=np.int64)[None]
+    onnx_logits, present = decoder.forward(ids, mask, positions, decoder.empty_past(batch=1))
+    torch_logits, cache = _torch_forward(model, ids, mask, positions, DynamicCache(config=model.config))
+    prefill = _max_diff(onnx_logits, torch_logits)
+    step_mask = np.ones((1, ids.shape[1] + step_ids.shape[1]), np.int64)
+    step_positions = ids.shape[1] + np.arange(step_ids.shape[1], dtype=np.int64)[None]
+    onnx_logits, _ = decoder.forward(step_ids, step_mask, step_positions, present)
+    torch_logits, _ = _torch_forward(model, step_ids, step_mask, step_positions, cache)
+    return prefill, _max_diff(onnx_logits, torch_logits)
+
+
 def _logits_differences(
-    decoder: Decoder, model: torch.nn.Module, prompts: list[list[int]], max_positions: int
+    decoder: Decoder, model: torch.nn.Module, prompts: list[list[int]], max_positions: int, window: int | None
 ) -> dict[str, float]:
     ids, mask = pad_rows([prompts[0], prompts[2]])
     positions = np.clip(mask.cumsum(axis=1) - 1, 0, None)
@@ -70,13 +104,12 @@ def _logits_differences(
     torch_logits, _ = _torch_forward(model, step_ids, step_mask, step_positions, cache)
     diffs["decode_past_gt_0"] = _max_diff(onnx_logits, torch_logits)
 
-    length = min(_LONG_SEQUENCE, max_positions)
-    long_ids = np.resize(np.array(sum(prompts, []), dtype=np.int64), (1, length))
-    long_mask = np.ones_like(long_ids)
-    long_positions = np.arange(length, dtype=np.int64)[None]
-    onnx_logits, _ = decoder.forward(long_ids, long_mask, long_positions, decoder.empty_past(batch=1))
-    torch_logits, _ = _torch_forward(model, long_ids, long_mask, long_positions, DynamicCache(config=model.config))
-    diffs[f"sequence_{length}"] = _max_diff(onnx_logits, torch_logits)
+    text = np.array(sum(prompts, []), dtype=np.int64)
+    for past in probe_pasts(max_positions, window):
+        prefill, decode = _prefill_then_decode(decoder, model, np.resize(text, (1, past)), step_ids[:1])
+        if past == max(probe_pasts(max_positions, window)):
+            diffs[f"sequence_{past}"] = prefill
+        diffs[f"decode_after_past_{past}"] = decode
     return diffs
 
 

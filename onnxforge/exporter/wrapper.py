@@ -25,7 +25,7 @@ class DecoderWithPast(torch.nn.Module):
         position_ids: torch.Tensor,
         *past: torch.Tensor,
     ) -> tuple[torch.Tensor, ...]:
-        cache = DynamicCache(config=self.model.config)
+        cache = DynamicCache()  # full-length layers: sliding windows come from the mask, not a cropped cache
         for layer in range(self.num_layers):
             cache.update(past[2 * layer], past[2 * layer + 1], layer)
         output = self.model(

@@ -1,9 +1,10 @@
 """Per-architecture facts: the few things the exporter and the passes need to know.
 
-One table, one small record per architecture, in the spirit of optimum's export configs. The
-exporter refuses a model_type that has no row; the structural passes (pruning, low-rank,
-sparsity) find a layer's projections by the weight names its row gives, and refuse a row that
-is not `structural`.
+One table, one small record per architecture, in the spirit of optimum's export configs. A
+decoder-only model without a row is exported on the generic path (shape facts from its config,
+kept only if parity passes); the structural passes (pruning, low-rank, sparsity) find a layer's
+projections by the weight names its row gives, and refuse an architecture whose row is missing
+or not `structural`.
 """
 
 from __future__ import annotations
@@ -17,8 +18,9 @@ class Architecture:
     """How one decoder layer of an architecture is built, by the Hugging Face names of its weights.
 
     A layer's projection `p` of module `m` has the weight `{layer_prefix}.{i}.{m}.{p}.weight`.
-    `structural` architectures (separate q/k/v/o, gated gate/up/down MLP) are the ones the
-    structural passes can cut; packed q/k/v (gpt2's c_attn) or an ungated MLP they refuse.
+    `structural` architectures (separate q/k/v/o, gated gate/up/down MLP, and checked by the
+    structural passes' tests: `prunable`) are the ones those passes cut; the others they refuse.
+    `features` says in a few words what sets the architecture apart (for people reading the table).
     """
 
     model_type: str
@@ -29,11 +31,13 @@ class Architecture:
     layer_prefix: str = "model.layers"
     packed_qkv: bool = False
     gated_mlp: bool = True
+    prunable: bool = True
+    features: str = ""
 
     @property
     def structural(self) -> bool:
-        """Separate q/k/v/o projections and a gated MLP: what structural pruning needs."""
-        return not self.packed_qkv and self.gated_mlp
+        """Separate q/k/v/o projections and a gated MLP, checked by the structural passes' tests."""
+        return self.prunable and not self.packed_qkv and self.gated_mlp
 
     def weight_name(self, layer: int, projection: str) -> str:
         """The initializer name of layer `layer`'s `projection` (attention names are looked up first)."""
@@ -54,8 +58,35 @@ ARCHITECTURES: dict[str, Architecture] = {
         Architecture("qwen2", LLAMA_ATTENTION, GATED_MLP),
         Architecture("gpt2", ("c_attn", "c_proj"), ("c_fc", "c_proj"), attention_module="attn",
                      layer_prefix="transformer.h", packed_qkv=True, gated_mlp=False),
+        Architecture("qwen3", LLAMA_ATTENTION, GATED_MLP, prunable=False,
+                     features="per-head RMSNorm on q and k before rotary; head_dim independent of hidden / heads"),
+        Architecture("gemma3_text", LLAMA_ATTENTION, GATED_MLP, prunable=False,
+                     features="sliding and global layers interleaved, two rotary bases, (1 + w) RMSNorm, q/k norm, "
+                              "embeddings scaled by sqrt(hidden), query_pre_attn_scalar"),
+        Architecture("phi3", ("qkv_proj", "o_proj"), ("gate_up_proj", "down_proj"), packed_qkv=True,
+                     features="fused qkv_proj and gate_up_proj; LongRoPE (long factors past the original length)"),
+        Architecture("smollm3", LLAMA_ATTENTION, GATED_MLP, prunable=False, features="some layers without rotary"),
+        Architecture("granite", LLAMA_ATTENTION, GATED_MLP, prunable=False,
+                     features="embedding, attention and residual multipliers; logits scaling"),
+        Architecture("olmo2", LLAMA_ATTENTION, GATED_MLP, prunable=False,
+                     features="RMSNorm after attention and MLP; q/k norm over all heads"),
+        Architecture("gemma2", LLAMA_ATTENTION, GATED_MLP, prunable=False,
+                     features="attention and final-logit soft-capping; sliding window on alternate layers"),
     )
 }
+
+
+def architecture(model_type: str) -> Architecture:
+    """The table's row for `model_type`, or a generic row: no projection names, nothing structural."""
+    return ARCHITECTURES.get(model_type) or Architecture(model_type, (), (), gated_mlp=False)
+
+
+def is_decoder_only(model_type: str | None) -> bool:
+    """Whether transformers builds a decoder-only causal LM for `model_type` (the generic export path)."""
+    from transformers.models.auto import modeling_auto as auto
+
+    encoders = set(auto.MODEL_FOR_MASKED_LM_MAPPING_NAMES) | set(auto.MODEL_FOR_SEQ_TO_SEQ_CAUSAL_LM_MAPPING_NAMES)
+    return model_type in auto.MODEL_FOR_CAUSAL_LM_MAPPING_NAMES and model_type not in encoders
 
 
 def structural_names() -> tuple[str, ...]:
@@ -101,7 +132,7 @@ def supported_names() -> str:
 
 def facts_from_config(config: Any) -> ModelFacts:
     """Read the shape facts from a transformers config (attribute maps resolve GPT-2's names)."""
-    arch = ARCHITECTURES[config.model_type]
+    arch = architecture(config.model_type)
     heads = config.num_attention_heads
     kv_heads = getattr(config, "num_key_value_heads", None) or heads
     head_dim = getattr(config, "head_dim", None) or config.hidden_size // heads

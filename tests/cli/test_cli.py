@@ -37,7 +37,7 @@ BAD_SOURCES: dict[str, tuple[Callable[[Path], str], str]] = {
     "gguf not a causal LM": (lambda folder: str(write_gguf(folder / "enc.gguf", "bert")), "not a causal LM"),
     "unsupported architecture": (
         lambda folder: str(fake_model_folder(folder, "t5", "model.safetensors")),
-        "supported architectures: gpt2, llama, mistral, qwen2",
+        "supported architectures: gemma2, gemma3_text, gpt2, granite, llama, mistral, olmo2, phi3, qwen2, qwen3, smollm3",
     ),
     "pickle-only checkpoint": (lambda folder: str(fake_model_folder(folder, "llama", "pytorch_model.bin")), "safetensors"),
     "existing output folder": (_existing_output, "--force"),

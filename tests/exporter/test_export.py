@@ -25,10 +25,13 @@ def _dims(value: onnx.ValueInfoProto) -> list[object]:
 
 @pytest.mark.parametrize("arch", TINY_ARCHITECTURES)
 def test_export_passes_parity_with_torch(arch: str, export_tiny: Callable[[str], Path]) -> None:
-    parity = read_manifest(export_tiny(arch))["parity"]
-    assert parity["passed"] and parity["greedy_identical"] == "3/3"
+    manifest = read_manifest(export_tiny(arch))
+    parity, window = manifest["parity"], manifest["architecture"]["sliding_window"]
+    assert parity["passed"] and parity["greedy_identical"] == ("4/4" if window else "3/3")  # + 64 across the window
     assert parity["worst_abs_logits_diff"] <= 1e-4  # fp32, tiny model: far inside the 1e-3 tolerance
-    assert set(parity["max_abs_logits_diff"]) == {"prefill_batch2_left_padded", "decode_past_gt_0", "sequence_200"}
+    probes = {"prefill_batch2_left_padded", "decode_past_gt_0", "sequence_200", "decode_after_past_200"}
+    probes |= {f"decode_after_past_{window + 1}", f"decode_after_past_{2 * window}"} if window else set()
+    assert set(parity["max_abs_logits_diff"]) == probes
 
 
 @pytest.mark.parametrize("arch", TINY_ARCHITECTURES)

@@ -14,18 +14,25 @@ from onnxforge.models.tiny import tiny_tokenizer
 
 from ..helpers import fake_model_folder, write_gguf
 
-EXPECTED_FACTS = {  # model type -> (kv heads, head dim, tied embeddings)
-    "llama": (2, 16, True),
-    "mistral": (2, 16, False),
-    "qwen2": (2, 16, True),
-    "gpt2": (4, 16, True),
+EXPECTED_FACTS = {  # model type -> (kv heads, head dim, tied embeddings, sliding window)
+    "llama": (2, 16, True, None),
+    "mistral": (2, 16, False, 16),
+    "qwen2": (2, 16, True, None),
+    "gpt2": (4, 16, True, None),
+    "qwen3": (2, 32, True, None),
+    "gemma3_text": (2, 16, True, 16),
+    "phi3": (2, 16, False, None),
+    "smollm3": (2, 16, True, None),
+    "granite": (2, 16, True, None),
+    "olmo2": (2, 16, False, None),
+    "gemma2": (2, 16, True, 16),
 }
 
 
 @pytest.mark.parametrize("arch", sorted(EXPECTED_FACTS))
 def test_tiny_models_have_the_facts_of_their_config(arch: str) -> None:
     facts = load_source(f"tiny:{arch}").facts
-    assert (facts.num_kv_heads, facts.head_dim, facts.tied_embeddings) == EXPECTED_FACTS[arch]
+    assert (facts.num_kv_heads, facts.head_dim, facts.tied_embeddings, facts.sliding_window) == EXPECTED_FACTS[arch]
     assert facts.num_layers == 2 and facts.architecture.model_type == arch
 
 
@@ -47,7 +54,7 @@ def test_a_missing_source_names_what_sources_exist() -> None:
 
 
 def test_an_unknown_tiny_architecture_lists_the_known_ones() -> None:
-    with pytest.raises(BadInput, match="choose one of gpt2, llama, mistral, qwen2"):
+    with pytest.raises(BadInput, match="choose one of gemma2, gemma3_text, gpt2, granite, llama, mistral, olmo2, phi3, qwen2, qwen3, smollm3"):
         load_source("tiny:bert")
 
 
@@ -59,7 +66,7 @@ def test_a_pickle_only_checkpoint_is_refused(tmp_path: Path) -> None:
 
 def test_an_unsupported_architecture_lists_the_supported_ones(tmp_path: Path) -> None:
     folder = fake_model_folder(tmp_path, "bert", "model.safetensors")
-    with pytest.raises(BadInput, match="'bert' model.*supported architectures: gpt2, llama, mistral, qwen2"):
+    with pytest.raises(BadInput, match="'bert' model.*supported architectures: gemma2, gemma3_text, gpt2, granite, llama, mistral, olmo2, phi3, qwen2, qwen3, smollm3"):
         load_source(str(folder))
 
 

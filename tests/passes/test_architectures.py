@@ -1,0 +1,52 @@
+"""Every named architecture's tiny model through the architecture-free passes: fuse and int4 weights.
+
+`fuse` either keeps the greedy tokens of the unfused export or, for a sliding-window model whose
+window it would not apply, refuses in one line; int4 turns every weight MatMul into MatMulNBits.
+"""
+
+from __future__ import annotations
+
+import collections
+from collections.abc import Callable
+from pathlib import Path
+
+import onnx_ir as ir
+import pytest
+
+from onnxforge.errors import BadInput
+from onnxforge.folder import read_manifest
+from onnxforge.passes.quantize.weight_matmuls import weight_matmuls
+from tests.passes.helpers import greedy_with_cache, run_recipe
+
+from ..conftest import TINY_ARCHITECTURES
+
+FUSE = '[[passes]]\nname = "cleanup"\n\n[[passes]]\nname = "fuse"'
+INT4 = '[[passes]]\nname = "quantize-weights"\nbits = 4'
+
+
+def _op_counts(folder: Path) -> collections.Counter[str]:
+    return collections.Counter(node.op_type for node in ir.load(folder / "model.onnx").graph)
+
+
+@pytest.mark.parametrize("arch", TINY_ARCHITECTURES)
+def test_fuse_keeps_the_tokens_or_refuses_a_window_it_cannot_apply(
+    arch: str, export_tiny: Callable[[str], Path], tmp_path: Path
+) -> None:
+    folder = export_tiny(arch)
+    facts = read_manifest(folder)["architecture"]
+    if facts["sliding_window"] and facts["sliding_window"] < facts["max_positions"]:
+        with pytest.raises(BadInput, match=f"sliding window of {facts['sliding_window']} tokens"):
+            run_recipe(folder, tmp_path / "fused", FUSE)
+        return
+    run_recipe(folder, tmp_path / "fused", FUSE)
+    assert greedy_with_cache(tmp_path / "fused", tokens=16) == greedy_with_cache(folder, tokens=16)
+
+
+@pytest.mark.parametrize("arch", TINY_ARCHITECTURES)
+def test_int4_quantises_every_weight_matmul(arch: str, export_tiny: Callable[[str], Path], tmp_path: Path) -> None:
+    folder = export_tiny(arch)
+    manifest = run_recipe(folder, tmp_path / "int4", INT4)
+    weights = len(weight_matmuls(ir.load(folder / "model.onnx").graph))
+    assert _op_counts(tmp_path / "int4")["MatMulNBits"] == weights == manifest["passes"][-1]["weights_quantized"]
+    if arch != "gpt2":  # its Conv1D projections export as Gemm, which quantize-weights does not rewrite yet
+        assert manifest["files_bytes"]["total"] < 0.6 * read_manifest(folder)["files_bytes"]["total"]
