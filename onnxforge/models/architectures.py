@@ -53,11 +53,13 @@ GATED_MLP = ("gate_proj", "up_proj", "down_proj")
 ARCHITECTURES: dict[str, Architecture] = {
     arch.model_type: arch
     for arch in (
-        Architecture("llama", LLAMA_ATTENTION, GATED_MLP),
-        Architecture("mistral", LLAMA_ATTENTION, GATED_MLP),
-        Architecture("qwen2", LLAMA_ATTENTION, GATED_MLP),
+        Architecture("llama", LLAMA_ATTENTION, GATED_MLP, features="the reference: RMSNorm, rotary, gated MLP, GQA"),
+        Architecture("mistral", LLAMA_ATTENTION, GATED_MLP, features="sliding-window attention on every layer"),
+        Architecture("qwen2", LLAMA_ATTENTION, GATED_MLP,
+                     features="q/k/v biases; a sliding window only with use_sliding_window"),
         Architecture("gpt2", ("c_attn", "c_proj"), ("c_fc", "c_proj"), attention_module="attn",
-                     layer_prefix="transformer.h", packed_qkv=True, gated_mlp=False),
+                     layer_prefix="transformer.h", packed_qkv=True, gated_mlp=False,
+                     features="packed c_attn, learned positions, LayerNorm, GELU MLP (projections export as Gemm)"),
         Architecture("qwen3", LLAMA_ATTENTION, GATED_MLP, prunable=False,
                      features="per-head RMSNorm on q and k before rotary; head_dim independent of hidden / heads"),
         Architecture("gemma3_text", LLAMA_ATTENTION, GATED_MLP, prunable=False,
@@ -108,6 +110,7 @@ class ModelFacts:
     max_positions: int
     tied_embeddings: bool
     sliding_window: int | None = None
+    sliding_layers: tuple[int, ...] | None = None  # None: every layer slides (when there is a window)
 
     def to_json(self) -> dict[str, Any]:
         """The facts as plain JSON values (for onnxforge.json)."""
@@ -122,6 +125,7 @@ class ModelFacts:
             "max_positions": self.max_positions,
             "tied_embeddings": self.tied_embeddings,
             "sliding_window": self.sliding_window,
+            "sliding_layers": None if self.sliding_layers is None else list(self.sliding_layers),
         }
 
 
@@ -147,7 +151,14 @@ def facts_from_config(config: Any) -> ModelFacts:
         max_positions=config.max_position_embeddings,
         tied_embeddings=bool(getattr(config, "tie_word_embeddings", False)),
         sliding_window=sliding_window(config),
+        sliding_layers=sliding_layers(config),
     )
+
+
+def sliding_layers(config: Any) -> tuple[int, ...] | None:
+    """The layers whose `layer_types` entry is sliding attention (None when the config lists no types)."""
+    types = getattr(config, "layer_types", None)
+    return None if types is None else tuple(i for i, kind in enumerate(types) if kind == "sliding_attention")
 
 
 def sliding_window(config: Any) -> int | None:

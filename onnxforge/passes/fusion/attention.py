@@ -30,7 +30,7 @@ from dataclasses import dataclass
 import onnx_ir as ir
 from onnxscript.rewriter import pattern
 
-from onnxforge.folder import ATTENTION_MASK, MS_DOMAIN
+from onnxforge.folder import ATTENTION_MASK, MS_DOMAIN, PAST_PREFIX
 from onnxforge.passes.fusion.mask_inputs import MaskInputs
 from onnxforge.passes.ir_utils import is_graph_input, scalar, static_dim, take_over
 
@@ -44,6 +44,12 @@ class AttentionShape:
     head_dim: int
     mask: MaskInputs
     rotary_inside: bool = False
+    windows: tuple[tuple[int, int], ...] = ()  # (layer, sliding window) of every sliding layer
+
+    def window(self, past_key: ir.Value) -> int:
+        """The sliding window of the layer whose past key this is; -1 (the kernel's "none") for global layers."""
+        layer = int((past_key.name or "").removeprefix(PAST_PREFIX).split(".")[0])
+        return dict(self.windows).get(layer, -1)
 
 
 def _split_heads(op, x):
@@ -119,7 +125,7 @@ class GroupQueryAttentionFusion(pattern.RewriteRuleClassBase):
             q, k, value, past_key, past_value, mask.seqlens_k, mask.total_length, *caches, unused, mask.bias,
             unused, unused, unused, unused, unused, mask.query_seqlens,
             num_heads=shape.num_heads, kv_num_heads=shape.num_kv_heads, scale=scalar(q_scale) * scalar(k_scale),
-            **rotary, _domain=MS_DOMAIN, _outputs=3)
+            local_window_size=shape.window(past_key), **rotary, _domain=MS_DOMAIN, _outputs=3)
         self.presents += [(present_key, new_key), (present_value, new_value)]
         return attended
 

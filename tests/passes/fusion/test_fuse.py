@@ -20,6 +20,7 @@ from onnxforge.runtime.decoder import Decoder
 from onnxforge.runtime.generate import GenerationSettings, Generator
 from onnxforge.runtime.loop import pad_rows
 from onnxforge.runtime.sampling import SamplingSettings
+from tests.passes.helpers import greedy_with_cache
 
 ATOL = 1e-4
 ROWS = [[5, 17, 33, 8, 90, 41, 7, 120, 66, 3, 250, 12], [44, 45, 9, 200, 31]]  # the second is left-padded
@@ -209,27 +210,33 @@ def _with_window(folder: Path, target: Path, window: int) -> Path:
     return copy
 
 
-def test_a_sliding_window_model_is_refused_in_one_line(
-    llama: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
-    from onnxforge.cli import main
-
-    source = _with_window(llama, tmp_path / "windowed", window=16)
-    status = main(["compress", str(source), str(tmp_path / "out"), "--recipe", "fuse"])
-    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]  # after progress
-    assert status == 2 and len(errors) == 1 and "sliding window of 16 tokens" in errors[0]
-    assert "attention = false" in errors[0]
-    assert not (tmp_path / "out").exists()
+def _windows(model: ir.Model) -> list[int | None]:
+    return [node.attributes.get_int("local_window_size", None) for node in model.graph
+            if node.op_type == "GroupQueryAttention"]
 
 
-def test_a_sliding_window_model_fuses_norms_and_rotary_without_attention(llama: Path, tmp_path: Path) -> None:
-    source = _with_window(llama, tmp_path / "windowed", window=16)
-    model, entry = fuse_folder(source, tmp_path / "m", FuseConfig(attention=False, rotary_in_attention=False))
-    assert "GroupQueryAttention" not in entry["fused"] and entry["fused"]["SimplifiedLayerNormalization"] >= 1
-    assert KV_CACHE_KEY not in model.metadata_props
+def _prefill_then_step(decoder: Decoder, length: int) -> tuple[np.ndarray, np.ndarray]:
+    ids = (np.arange(length, dtype=np.int64)[None] * 7) % 250
+    logits, present = decoder.forward(ids, np.ones_like(ids), np.arange(length)[None], decoder.empty_past(1))
+    step = np.array([[5, 9]])
+    mask, positions = np.ones((1, length + 2), np.int64), np.array([[length, length + 1]])
+    return logits, decoder.forward(step, mask, positions, present)[0]
 
 
-def test_a_window_wider_than_the_context_fuses_as_usual(llama: Path, tmp_path: Path) -> None:
+def test_a_sliding_window_model_fuses_with_its_window(export_tiny: Callable[[str], Path], tmp_path: Path) -> None:
+    folder = export_tiny("mistral")
+    window = facts(folder)["sliding_window"]
+    model, entry = fuse_folder(folder, tmp_path / "m")
+    assert _windows(model) == [window] * facts(folder)["num_layers"] and entry["shared_kv_buffer"]
+    exported, fused = Decoder(folder), Decoder(tmp_path / "m")
+    for length in (window - 6, window + 1, 3 * window):  # within, just past and well past the window
+        for got, expected in zip(_prefill_then_step(fused, length), _prefill_then_step(exported, length)):
+            np.testing.assert_allclose(got, expected, atol=ATOL)
+    prompt = "a long prompt that is well past sixteen bytes"
+    assert greedy_with_cache(tmp_path / "m", prompt, 48) == greedy_with_cache(folder, prompt, 48)
+
+
+def test_a_window_as_wide_as_the_context_is_no_window(llama: Path, tmp_path: Path) -> None:
     source = _with_window(llama, tmp_path / "windowed", window=facts(llama)["max_positions"])
-    _, entry = fuse_folder(source, tmp_path / "m")
-    assert entry["fused"]["GroupQueryAttention"] == facts(llama)["num_layers"]
+    model, entry = fuse_folder(source, tmp_path / "m")
+    assert _windows(model) == [-1] * facts(llama)["num_layers"]
