@@ -16,7 +16,14 @@ from types import FrameType
 from onnxforge.cli import bench, chat, compress, demo, export, generate, passes, report, validate
 from onnxforge.cli import eval as evaluate
 from onnxforge.cli.output import ConsoleLogHandler, print_error
-from onnxforge.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_TERMINATED, OnnxforgeError, Terminated
+from onnxforge.errors import (
+    EXIT_BAD_INPUT,
+    EXIT_FAILED,
+    EXIT_INTERRUPTED,
+    EXIT_TERMINATED,
+    OnnxforgeError,
+    Terminated,
+)
 
 COMMANDS = (export, validate, generate, chat, evaluate, bench, report, compress, passes, demo)
 
@@ -35,43 +42,56 @@ def main(argv: list[str] | None = None) -> int:
     _quiet_libraries()
     args = build_parser().parse_args(argv)
     args.command_line = shlex.join(["onnxforge", *(sys.argv[1:] if argv is None else argv)])
-    with _sigterm_unwinds():
-        return _run_reporting_errors(args.run, args)
+    with _sigterm_unwinds() as terminated:
+        return _run_reporting_errors(args.run, args, terminated)
 
 
-def _run_reporting_errors(run: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
+def _run_reporting_errors(
+    run: Callable[[argparse.Namespace], int], args: argparse.Namespace, terminated: list[int]
+) -> int:
     try:
         return run(args)
-    except OnnxforgeError as error:
-        print_error("error" if error.exit_status == 2 else "failed", str(error))
+    except BaseException as error:  # noqa: BLE001 - the one place that turns failures into an exit status
+        if terminated:  # whatever a library made of our Terminated (torch's exporter wraps it)
+            print_error("terminated", "nothing was written")
+            return EXIT_TERMINATED
+        return _exit_status(error)
+
+
+def _exit_status(error: BaseException) -> int:
+    """Print the one line for `error` and return its status; re-raise what is not ours to report."""
+    if isinstance(error, OnnxforgeError):
+        print_error("error" if error.exit_status == EXIT_BAD_INPUT else "failed", str(error))
         return error.exit_status
-    except Terminated:
-        print_error("terminated", "nothing was written")
-        return EXIT_TERMINATED
-    except KeyboardInterrupt:
+    if isinstance(error, KeyboardInterrupt):
         print_error("interrupted", "nothing was written")
         return EXIT_INTERRUPTED
-    except Exception as error:  # noqa: BLE001 - the one place that turns our own bugs into an exit status
-        if os.environ.get("ONNXFORGE_DEBUG"):
-            raise
-        print_error("failed", f"{type(error).__name__}: {error} (set ONNXFORGE_DEBUG=1 for the traceback)")
-        return EXIT_FAILED
+    if not isinstance(error, Exception) or os.environ.get("ONNXFORGE_DEBUG"):
+        raise error
+    print_error("failed", f"{type(error).__name__}: {error} (set ONNXFORGE_DEBUG=1 for the traceback)")
+    return EXIT_FAILED
 
 
 @contextmanager
-def _sigterm_unwinds() -> Iterator[None]:
-    """While a command runs, SIGTERM raises `Terminated` so that staged folders are removed as on Ctrl-C."""
+def _sigterm_unwinds() -> Iterator[list[int]]:
+    """While a command runs, SIGTERM raises `Terminated` so that staged folders are removed as on Ctrl-C.
+
+    Yields the list of signals received: a library may wrap our exception in one of its own
+    (torch's exporter does), so the caller asks the list rather than the exception's type.
+    """
+    received: list[int] = []
 
     def terminate(signum: int, frame: FrameType | None) -> None:
+        received.append(signum)
         raise Terminated
 
     try:
         previous = signal.signal(signal.SIGTERM, terminate)
     except ValueError:  # not the main thread: leave signals alone
-        yield
+        yield received
         return
     try:
-        yield
+        yield received
     finally:
         signal.signal(signal.SIGTERM, previous)
 
