@@ -18,9 +18,10 @@ class Architecture:
     """How one decoder layer of an architecture is built, by the Hugging Face names of its weights.
 
     A layer's projection `p` of module `m` has the weight `{layer_prefix}.{i}.{m}.{p}.weight`.
-    `structural` architectures (separate q/k/v/o, gated gate/up/down MLP, and checked by the
-    structural passes' tests: `prunable`) are the ones those passes cut; the others they refuse.
-    `features` says in a few words what sets the architecture apart (for people reading the table).
+    `cut_by` names the structural passes checked on the architecture's tiny model (separate
+    q/k/v/o and gate/up/down projections are the precondition; a residual after a post-norm or a
+    multiplier hides the layer boundary from drop-layers, a q/k norm over all heads breaks
+    prune-heads); the other passes refuse it. `features` says in a few words what sets it apart.
     """
 
     model_type: str
@@ -31,13 +32,8 @@ class Architecture:
     layer_prefix: str = "model.layers"
     packed_qkv: bool = False
     gated_mlp: bool = True
-    prunable: bool = True
+    cut_by: tuple[str, ...] = ()
     features: str = ""
-
-    @property
-    def structural(self) -> bool:
-        """Separate q/k/v/o projections and a gated MLP, checked by the structural passes' tests."""
-        return self.prunable and not self.packed_qkv and self.gated_mlp
 
     def weight_name(self, layer: int, projection: str) -> str:
         """The initializer name of layer `layer`'s `projection` (attention names are looked up first)."""
@@ -49,30 +45,34 @@ class Architecture:
 
 LLAMA_ATTENTION = ("q_proj", "k_proj", "v_proj", "o_proj")
 GATED_MLP = ("gate_proj", "up_proj", "down_proj")
+STRUCTURAL_PASSES = ("prune-ffn", "prune-heads", "drop-layers", "sparsify", "lowrank")
 
 ARCHITECTURES: dict[str, Architecture] = {
     arch.model_type: arch
     for arch in (
-        Architecture("llama", LLAMA_ATTENTION, GATED_MLP, features="the reference: RMSNorm, rotary, gated MLP, GQA"),
-        Architecture("mistral", LLAMA_ATTENTION, GATED_MLP, features="sliding-window attention on every layer"),
-        Architecture("qwen2", LLAMA_ATTENTION, GATED_MLP,
+        Architecture("llama", LLAMA_ATTENTION, GATED_MLP, cut_by=STRUCTURAL_PASSES,
+                     features="the reference: RMSNorm, rotary, gated MLP, GQA"),
+        Architecture("mistral", LLAMA_ATTENTION, GATED_MLP, cut_by=STRUCTURAL_PASSES,
+                     features="sliding-window attention on every layer"),
+        Architecture("qwen2", LLAMA_ATTENTION, GATED_MLP, cut_by=STRUCTURAL_PASSES,
                      features="q/k/v biases; a sliding window only with use_sliding_window"),
         Architecture("gpt2", ("c_attn", "c_proj"), ("c_fc", "c_proj"), attention_module="attn",
                      layer_prefix="transformer.h", packed_qkv=True, gated_mlp=False,
                      features="packed c_attn, learned positions, LayerNorm, GELU MLP (projections export as Gemm)"),
-        Architecture("qwen3", LLAMA_ATTENTION, GATED_MLP, prunable=False,
+        Architecture("qwen3", LLAMA_ATTENTION, GATED_MLP, cut_by=STRUCTURAL_PASSES,
                      features="per-head RMSNorm on q and k before rotary; head_dim independent of hidden / heads"),
-        Architecture("gemma3_text", LLAMA_ATTENTION, GATED_MLP, prunable=False,
+        Architecture("gemma3_text", LLAMA_ATTENTION, GATED_MLP,
                      features="sliding and global layers interleaved, two rotary bases, (1 + w) RMSNorm, q/k norm, "
                               "embeddings scaled by sqrt(hidden), query_pre_attn_scalar"),
         Architecture("phi3", ("qkv_proj", "o_proj"), ("gate_up_proj", "down_proj"), packed_qkv=True,
                      features="fused qkv_proj and gate_up_proj; LongRoPE (long factors past the original length)"),
-        Architecture("smollm3", LLAMA_ATTENTION, GATED_MLP, prunable=False, features="some layers without rotary"),
-        Architecture("granite", LLAMA_ATTENTION, GATED_MLP, prunable=False,
+        Architecture("smollm3", LLAMA_ATTENTION, GATED_MLP, cut_by=STRUCTURAL_PASSES,
+                     features="some layers without rotary"),
+        Architecture("granite", LLAMA_ATTENTION, GATED_MLP, cut_by=("prune-ffn", "prune-heads", "sparsify", "lowrank"),
                      features="embedding, attention and residual multipliers; logits scaling"),
-        Architecture("olmo2", LLAMA_ATTENTION, GATED_MLP, prunable=False,
+        Architecture("olmo2", LLAMA_ATTENTION, GATED_MLP, cut_by=("prune-ffn",),
                      features="RMSNorm after attention and MLP; q/k norm over all heads"),
-        Architecture("gemma2", LLAMA_ATTENTION, GATED_MLP, prunable=False,
+        Architecture("gemma2", LLAMA_ATTENTION, GATED_MLP,
                      features="attention and final-logit soft-capping; sliding window on alternate layers"),
     )
 }
@@ -91,9 +91,9 @@ def is_decoder_only(model_type: str | None) -> bool:
     return model_type in auto.MODEL_FOR_CAUSAL_LM_MAPPING_NAMES and model_type not in encoders
 
 
-def structural_names() -> tuple[str, ...]:
-    """The architectures the structural passes support."""
-    return tuple(name for name, arch in ARCHITECTURES.items() if arch.structural)
+def cut_by_names(pass_name: str) -> tuple[str, ...]:
+    """The architectures the structural pass `pass_name` is checked on."""
+    return tuple(name for name, arch in ARCHITECTURES.items() if pass_name in arch.cut_by)
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ import numpy as np
 import onnx_ir as ir
 
 from onnxforge.errors import ConfigError
-from onnxforge.models.architectures import ARCHITECTURES, GATED_MLP, LLAMA_ATTENTION, structural_names
+from onnxforge.models.architectures import ARCHITECTURES, GATED_MLP, LLAMA_ATTENTION, cut_by_names
 from onnxforge.passes.base import PassRefused, is_fused, model_facts
 from onnxforge.passes.calibration import CalibratedPass
 
@@ -49,14 +49,14 @@ class Projection:
 
 
 class StructuralPass(CalibratedPass):
-    """A pass that cuts q/k/v/o and gate/up/down projections: structural architectures, before fuse."""
+    """A pass that cuts q/k/v/o and gate/up/down projections: on the rows that list it, before fuse."""
 
     def requires(self, model: ir.Model) -> None:
         model_type = model_facts(model)["model_type"]
         arch = ARCHITECTURES.get(model_type)
-        if arch is None or not arch.structural:
+        if arch is None or self.name not in arch.cut_by:
             raise self.refuse(
-                f"supports {', '.join(structural_names())} decoders (q/k/v/o and gate/up/down "
+                f"supports {', '.join(cut_by_names(self.name))} decoders (q/k/v/o and gate/up/down "
                 f"projections); this model is {model_type}"
             )
         if is_fused(model):
