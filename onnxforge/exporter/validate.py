@@ -104,10 +104,10 @@ def _logits_differences(
     torch_logits, _ = _torch_forward(model, step_ids, step_mask, step_positions, cache)
     diffs["decode_past_gt_0"] = _max_diff(onnx_logits, torch_logits)
 
-    text = np.array(sum(prompts, []), dtype=np.int64)
-    for past in probe_pasts(max_positions, window):
+    text, pasts = np.array(sum(prompts, []), dtype=np.int64), probe_pasts(max_positions, window)
+    for past in pasts:
         prefill, decode = _prefill_then_decode(decoder, model, np.resize(text, (1, past)), step_ids[:1])
-        if past == max(probe_pasts(max_positions, window)):
+        if past == pasts[-1]:  # the longest prefill is the long-sequence check
             diffs[f"sequence_{past}"] = prefill
         diffs[f"decode_after_past_{past}"] = decode
     return diffs
