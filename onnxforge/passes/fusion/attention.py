@@ -1,5 +1,9 @@
 """Decomposed attention with a KV cache -> ONNX Runtime's com.microsoft.GroupQueryAttention.
 
+A per-head RMSNorm between the split into heads and rotary (qwen3's q/k norm) is kept: the
+rewrite applies it to the 3-D projection (Reshape -> SimplifiedLayerNormalization -> Reshape)
+before the kernel, which then rotates the normed q and k as the model does.
+
 `GroupQueryAttentionFusion`: projections -> Reshape/Transpose -> RotaryEmbedding (q, k) ->
 Concat(past, new) = present -> (Unsqueeze/Expand/Reshape to repeat KV heads) -> both sides
 scaled by sqrt(scale) -> MatMul -> Add(mask) -> Softmax -> (Where(IsNaN)) -> MatMul ->
@@ -27,6 +31,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 import onnx_ir as ir
 from onnxscript.rewriter import pattern
 
@@ -56,6 +61,16 @@ def _split_heads(op, x):
     return op.Transpose(op.Reshape(x, pattern.ANY_VALUE), perm=[0, 2, 1, 3])
 
 
+def _split_heads_maybe_normed(op, x, scale, normed):
+    """Heads of x, optionally through a per-head RMSNorm (qwen3's and gemma3's q/k norm) before rotary."""
+    return pattern.OrValue([
+        op.Transpose(op.SimplifiedLayerNormalization(op.Reshape(x, pattern.ANY_VALUE), scale,
+                                                     _allow_other_attributes=True, _outputs=[normed]),
+                     perm=[0, 2, 1, 3]),
+        _split_heads(op, x),
+    ])
+
+
 def _repeat_kv(op, x):
     return pattern.OrValue([op.Reshape(op.Expand(op.Unsqueeze(x, pattern.ANY_VALUE), pattern.ANY_VALUE),
                                        pattern.ANY_VALUE), x])
@@ -70,13 +85,14 @@ class GroupQueryAttentionFusion(pattern.RewriteRuleClassBase):
         self.presents: list[tuple[ir.Value, ir.Value]] = []
 
     def pattern(self, op, query, key, value, position_ids, cos_cache, sin_cache, past_key, past_value,
-                q_scale, k_scale, mask, nan_fill):
-        def rotary(x, name):
-            return op.RotaryEmbedding(_split_heads(op, x), position_ids, cos_cache, sin_cache, _domain=MS_DOMAIN,
+                q_scale, k_scale, mask, nan_fill, q_norm_scale, k_norm_scale):
+        def rotary(x, name, norm_scale):
+            heads = _split_heads_maybe_normed(op, x, norm_scale, f"{name}_normed")
+            return op.RotaryEmbedding(heads, position_ids, cos_cache, sin_cache, _domain=MS_DOMAIN,
                                       _allow_other_attributes=True, _outputs=[name])
 
-        q = rotary(query, "q_rotary")
-        present_key = op.Concat(past_key, rotary(key, "k_rotary"), axis=-2, _outputs=["present_key"])
+        q = rotary(query, "q_rotary", q_norm_scale)
+        present_key = op.Concat(past_key, rotary(key, "k_rotary", k_norm_scale), axis=-2, _outputs=["present_key"])
         present_value = op.Concat(past_value, _split_heads(op, value), axis=-2, _outputs=["present_value"])
         keys = op.Transpose(_repeat_kv(op, present_key), perm=[0, 1, 3, 2])
         scores = op.MatMul(op.Mul(q, q_scale), op.Mul(keys, k_scale))
@@ -110,9 +126,12 @@ class GroupQueryAttentionFusion(pattern.RewriteRuleClassBase):
         return result
 
     def rewrite(self, op, query, key, value, position_ids, cos_cache, sin_cache, past_key, past_value,
-                q_scale, k_scale, present_key, present_value, **_):
+                q_scale, k_scale, present_key, present_value, q_norm_scale=None, k_norm_scale=None,
+                q_rotary_normed=None, k_rotary_normed=None, **_):
         shape = self.shape
-        mask, unused = shape.mask, None  # unused: head sink, KV scales, q/k norms (and the rest below)
+        mask, unused = shape.mask, None  # unused: head sink, KV scales (and the rest below)
+        query = _per_head_norm(op, query, q_norm_scale, q_rotary_normed, shape.num_heads)
+        key = _per_head_norm(op, key, k_norm_scale, k_rotary_normed, shape.num_kv_heads)
         if shape.rotary_inside:  # the kernel rotates q and k itself, at each token's slot position
             q, k, caches, rotary = query, key, (cos_cache, sin_cache), {"do_rotary": 1}
         else:
@@ -128,6 +147,16 @@ class GroupQueryAttentionFusion(pattern.RewriteRuleClassBase):
             local_window_size=shape.window(past_key), **rotary, _domain=MS_DOMAIN, _outputs=3)
         self.presents += [(present_key, new_key), (present_value, new_value)]
         return attended
+
+
+def _per_head_norm(op, x, scale, normed, heads):
+    """x [batch, seq, heads * head_dim] through the model's per-head RMSNorm (when it has one), same shape."""
+    if normed is None:
+        return x
+    epsilon = normed.producer().attributes.get_float("epsilon", 1e-5)
+    split = op.Reshape(x, op.Constant(value=ir.tensor(np.array([0, 0, heads, -1], np.int64))))
+    out = op.SimplifiedLayerNormalization(split, scale, axis=-1, epsilon=epsilon, stash_type=1)
+    return op.Reshape(out, op.Constant(value=ir.tensor(np.array([0, 0, -1], np.int64))))
 
 
 def read_packed_qkv(graph: ir.Graph) -> int:
