@@ -22,7 +22,7 @@ from ..conftest import TINY_ARCHITECTURES
 FUSE = '[[passes]]\nname = "cleanup"\n\n[[passes]]\nname = "fuse"'
 FUSED_ATTENTION = {  # GroupQueryAttention kernels on the 2-layer tiny model (smollm3: its layer without rotary stays)
     "llama": 2, "mistral": 2, "qwen2": 2, "qwen3": 2, "granite": 2, "olmo2": 2, "smollm3": 1,
-    "gpt2": 0, "gemma3_text": 0, "gemma2": 0, "phi3": 0,
+    "gemma3_text": 2, "gpt2": 0, "gemma2": 0, "phi3": 0,
 }
 INT4 = '[[passes]]\nname = "quantize-weights"\nbits = 4'
 

@@ -1,6 +1,6 @@
 """Decomposed attention with a KV cache -> ONNX Runtime's com.microsoft.GroupQueryAttention.
 
-A per-head RMSNorm between the split into heads and rotary (qwen3's q/k norm) is kept: the
+A per-head RMSNorm between the split into heads and rotary (qwen3's and gemma3's q/k norm) is kept: the
 rewrite applies it to the 3-D projection (Reshape -> SimplifiedLayerNormalization -> Reshape)
 before the kernel, which then rotates the normed q and k as the model does.
 
@@ -62,11 +62,14 @@ def _split_heads(op, x):
 
 
 def _split_heads_maybe_normed(op, x, scale, normed):
-    """Heads of x, optionally through a per-head RMSNorm (qwen3's and gemma3's q/k norm) before rotary."""
+    """Heads of x, optionally through a per-head RMSNorm before rotary: before the transpose (qwen3) or after
+    it (gemma3); either way over head_dim."""
     return pattern.OrValue([
         op.Transpose(op.SimplifiedLayerNormalization(op.Reshape(x, pattern.ANY_VALUE), scale,
                                                      _allow_other_attributes=True, _outputs=[normed]),
                      perm=[0, 2, 1, 3]),
+        op.SimplifiedLayerNormalization(_split_heads(op, x), scale, _allow_other_attributes=True,
+                                        _outputs=[f"{normed}_after_transpose"]),
         _split_heads(op, x),
     ])
 
@@ -127,11 +130,14 @@ class GroupQueryAttentionFusion(pattern.RewriteRuleClassBase):
 
     def rewrite(self, op, query, key, value, position_ids, cos_cache, sin_cache, past_key, past_value,
                 q_scale, k_scale, present_key, present_value, q_norm_scale=None, k_norm_scale=None,
-                q_rotary_normed=None, k_rotary_normed=None, **_):
+                q_rotary_normed=None, k_rotary_normed=None, q_rotary_normed_after_transpose=None,
+                k_rotary_normed_after_transpose=None, **_):
         shape = self.shape
         mask, unused = shape.mask, None  # unused: head sink, KV scales (and the rest below)
-        query = _per_head_norm(op, query, q_norm_scale, q_rotary_normed, shape.num_heads)
-        key = _per_head_norm(op, key, k_norm_scale, k_rotary_normed, shape.num_kv_heads)
+        q_norm = q_rotary_normed or q_rotary_normed_after_transpose
+        k_norm = k_rotary_normed or k_rotary_normed_after_transpose
+        query = _per_head_norm(op, query, q_norm_scale, q_norm, shape.num_heads)
+        key = _per_head_norm(op, key, k_norm_scale, k_norm, shape.num_kv_heads)
         if shape.rotary_inside:  # the kernel rotates q and k itself, at each token's slot position
             q, k, caches, rotary = query, key, (cos_cache, sin_cache), {"do_rotary": 1}
         else:

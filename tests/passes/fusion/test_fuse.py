@@ -223,15 +223,31 @@ def _prefill_then_step(decoder: Decoder, length: int) -> tuple[np.ndarray, np.nd
     return logits, decoder.forward(step, mask, positions, present)[0]
 
 
+def _assert_same_across_the_window(folder: Path, fused_folder: Path, window: int) -> None:
+    exported, fused = Decoder(folder), Decoder(fused_folder)
+    for length in (window - 6, window + 1, 3 * window):  # within, just past and well past the window
+        for got, expected in zip(_prefill_then_step(fused, length), _prefill_then_step(exported, length)):
+            np.testing.assert_allclose(got, expected, atol=ATOL)
+
+
+def test_interleaved_sliding_and_global_layers_get_their_own_windows(
+    export_tiny: Callable[[str], Path], tmp_path: Path
+) -> None:
+    folder = export_tiny("gemma3_text")  # layer 0 slides, layer 1 is global; q/k norm after the head transpose
+    known = facts(folder)
+    model, _ = fuse_folder(folder, tmp_path / "m")
+    expected = [known["sliding_window"] if layer in known["sliding_layers"] else -1
+                for layer in range(known["num_layers"])]
+    assert _windows(model) == expected and len(set(expected)) == 2
+    _assert_same_across_the_window(folder, tmp_path / "m", known["sliding_window"])
+
+
 def test_a_sliding_window_model_fuses_with_its_window(export_tiny: Callable[[str], Path], tmp_path: Path) -> None:
     folder = export_tiny("mistral")
     window = facts(folder)["sliding_window"]
     model, entry = fuse_folder(folder, tmp_path / "m")
     assert _windows(model) == [window] * facts(folder)["num_layers"] and entry["shared_kv_buffer"]
-    exported, fused = Decoder(folder), Decoder(tmp_path / "m")
-    for length in (window - 6, window + 1, 3 * window):  # within, just past and well past the window
-        for got, expected in zip(_prefill_then_step(fused, length), _prefill_then_step(exported, length)):
-            np.testing.assert_allclose(got, expected, atol=ATOL)
+    _assert_same_across_the_window(folder, tmp_path / "m", window)
     prompt = "a long prompt that is well past sixteen bytes"
     assert greedy_with_cache(tmp_path / "m", prompt, 48) == greedy_with_cache(folder, prompt, 48)
 
