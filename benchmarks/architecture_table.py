@@ -17,7 +17,6 @@ from pathlib import Path
 
 from onnxforge.errors import BadInput
 from onnxforge.exporter.export import export_model
-from onnxforge.folder import read_manifest
 from onnxforge.models.tiny import TINY_CONFIGS
 from onnxforge.passes.calibration import CalibrationSettings
 from onnxforge.passes.pipeline import compress
