@@ -35,7 +35,7 @@ TINY_CONFIGS: dict[str, dict[str, Any]] = {
     "granite": {**_GQA, "embedding_multiplier": 2.0, "attention_multiplier": 0.2, "residual_multiplier": 0.5,
                 "logits_scaling": 4.0, "tie_word_embeddings": True},
     "olmo2": {**_GQA, "tie_word_embeddings": False},
-    "gemma2": {**_GQA, "head_dim": 16, "sliding_window": _WINDOW, "attn_logit_softcapping": 50.0,
+    "gemma2": {**_GQA, "head_dim": 16, "sliding_window": _WINDOW, "attn_logit_softcapping": 0.5,
                "final_logit_softcapping": 30.0, "query_pre_attn_scalar": 16, "tie_word_embeddings": True},
 }
 

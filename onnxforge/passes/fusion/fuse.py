@@ -4,14 +4,14 @@ Design (each fusion lives in its own module of this room: `norms`, `rotary`, `at
 its `mask_inputs`, `qkv_packing`; this module runs them in order):
 - Everything is an onnxscript rewrite rule (pattern / check / rewrite) except packing the q/k/v
   MatMuls, which is a plain walk over each value's readers. A graph, or a layer, that a rule does
-  not match is left as it was, so an architecture we do not know (gpt2) comes out unchanged.
+  not match is left as it was (gpt2's LayerNorm and Gemm projections stay; its attention fuses).
 - RMSNorm -> SimplifiedLayerNormalization, then residual Add + norm ->
   SkipSimplifiedLayerNormalization (onnxscript's Skip rules; ORT fuses the plain norm at load
   already, not the Skip form).
 - rotary -> com.microsoft.RotaryEmbedding with cos/sin caches [max_positions, head_dim / 2]
   precomputed from the constant inv_freq (max_positions from the model facts).
-- attention -> com.microsoft.GroupQueryAttention, rotary inside the kernel on the packed q/k/v
-  (`rotary_in_attention`, default) or outside it as RotaryEmbedding (to every
+- attention -> com.microsoft.GroupQueryAttention (soft cap included), rotary inside the kernel on the
+  packed q/k/v (`rotary_in_attention`, default) or outside it as RotaryEmbedding (to every
   row's real position ids, so left-padded batches stay exact), seqlens_k = total - 1 for every row,
   total_sequence_length = the attention_mask's length, and padding carried by an additive
   attention_bias [batch, 1, seq, total] (0 or the lowest finite float) built from attention_mask;
@@ -43,10 +43,15 @@ import onnx_ir as ir
 import onnx_ir.passes.common as common_passes
 from onnxscript.rewriter import pattern
 
-from onnxforge.errors import ConfigError
 from onnxforge.folder import KV_CACHE_KEY, MS_DOMAIN, PAST_PREFIX, PRESENT_PREFIX, SHARED_BUFFER
 from onnxforge.passes.base import OnnxforgePass, PassConfig, check_bools, model_facts
-from onnxforge.passes.fusion.attention import AttentionShape, GroupQueryAttentionFusion, read_packed_qkv, swap_presents
+from onnxforge.passes.fusion.attention import (
+    AttentionShape,
+    GroupQueryAttentionFusion,
+    RotatedAttentionFusion,
+    read_packed_qkv,
+    swap_presents,
+)
 from onnxforge.passes.fusion.mask_inputs import attention_inputs
 from onnxforge.passes.fusion.norms import fuse_norms
 from onnxforge.passes.fusion.qkv_packing import pack_sibling_matmuls
@@ -61,7 +66,7 @@ class FuseConfig(PassConfig):
     """Which fusions to apply.
 
     attention: decomposed attention -> com.microsoft GroupQueryAttention (shared KV buffer).
-    rotary: rotary -> com.microsoft RotaryEmbedding (the attention fusion needs it).
+    rotary: rotary -> com.microsoft RotaryEmbedding (without it attention fuses with rotary left outside).
     norms: RMSNorm -> SimplifiedLayerNormalization / SkipSimplifiedLayerNormalization.
     pack_qkv: q/k/v MatMuls reading one input -> one MatMul on the concatenated weight + Split.
     rotary_in_attention: GroupQueryAttention applies rotary itself (do_rotary) and reads the packed
@@ -79,8 +84,6 @@ class FuseConfig(PassConfig):
 
     def validate(self) -> None:
         check_bools(self)
-        if self.attention and not self.rotary:
-            raise ConfigError("attention=True needs rotary=True: the fused attention takes rotary from RotaryEmbedding")
 
 
 class FusePass(OnnxforgePass):
@@ -92,9 +95,10 @@ class FusePass(OnnxforgePass):
        SkipSimplifiedLayerNormalization (normalised output and residual sum);
     3. (rotary) `x * cos + rotate_half(x) * sin` with cos/sin from position_ids ->
        RotaryEmbedding(x, position_ids, cos_cache, sin_cache);
-    4. (attention) RotaryEmbedding'd q/k, Concat with the past, repeated KV heads, scaled
-       MatMul + mask + Softmax + MatMul -> RotaryEmbedding on the projections + GroupQueryAttention,
-       and the metadata `onnxforge.kv_cache = shared_buffer` when every layer fused.
+    4. (attention) q/k (RotaryEmbedding'd, or rotated some other way, or not at all), Concat with the
+       past, repeated KV heads, scaled (soft-capped) MatMul + mask + Softmax + MatMul ->
+       GroupQueryAttention (RotaryEmbedding on the projections or rotary inside), and the metadata
+       `onnxforge.kv_cache = shared_buffer` when every layer fused.
     Anything a step does not match is left unchanged.
     """
 
@@ -112,7 +116,7 @@ class FusePass(OnnxforgePass):
             applied["norms"], applied["skip_norms"] = fuse_norms(model)
         if self.config.rotary:
             applied["rotary"] = _apply(model, RotaryFusion.rule(max_positions=int(facts["max_positions"])))
-        if self.config.attention and applied.get("rotary"):
+        if self.config.attention:
             applied["attention"] = _fuse_attention(model, facts, self.config.rotary_in_attention)
         common_passes.RemoveUnusedNodesPass()(model)
         shared = _every_present_from_gqa(model.graph)
@@ -134,9 +138,10 @@ def _fuse_attention(model: ir.Model, facts: dict[str, Any], rotary_inside: bool)
         return 0
     heads = (int(facts["num_heads"]), int(facts["num_kv_heads"]), int(facts["head_dim"]))
     shape = AttentionShape(*heads, built, rotary_inside=rotary_inside, windows=_sliding_layers(facts))
-    rule = GroupQueryAttentionFusion(shape)
-    count = pattern.RewriteRuleSet([_rule_of(rule)]).apply_to_model(model)
-    swap_presents(model.graph, rule.presents)
+    rules = (GroupQueryAttentionFusion(shape), RotatedAttentionFusion(shape))  # the first that matches a layer
+    count = pattern.RewriteRuleSet([_rule_of(rule) for rule in rules]).apply_to_model(model)
+    for rule in rules:
+        swap_presents(model.graph, rule.presents)
     if rotary_inside:
         common_passes.RemoveUnusedNodesPass()(model)  # the Split's readers must be only the kernel
         read_packed_qkv(model.graph)
