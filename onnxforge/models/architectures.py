@@ -65,7 +65,8 @@ ARCHITECTURES: dict[str, Architecture] = {
                      features="sliding and global layers interleaved, two rotary bases, (1 + w) RMSNorm, q/k norm, "
                               "embeddings scaled by sqrt(hidden), query_pre_attn_scalar"),
         Architecture("phi3", ("qkv_proj", "o_proj"), ("gate_up_proj", "down_proj"), packed_qkv=True,
-                     features="fused qkv_proj and gate_up_proj; LongRoPE (long factors past the original length)"),
+                     features="fused qkv_proj and gate_up_proj; LongRoPE (long factors past the original length); "
+                              "partial rotary (Phi-4-mini)"),
         Architecture("smollm3", LLAMA_ATTENTION, GATED_MLP, cut_by=STRUCTURAL_PASSES,
                      features="some layers without rotary"),
         Architecture("granite", LLAMA_ATTENTION, GATED_MLP, cut_by=("prune-ffn", "prune-heads", "sparsify", "lowrank"),
