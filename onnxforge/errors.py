@@ -32,3 +32,17 @@ class ParityError(OnnxforgeError):
 
 class Terminated(KeyboardInterrupt):
     """SIGTERM arrived (a supervisor or a CI timeout): unwind like Ctrl-C, leaving nothing half-written."""
+
+
+_terminations: list[int] = []  # signals received; a library may swallow the Terminated raised for one
+
+
+def terminate(signum: int, frame: object = None) -> None:
+    """A signal handler: record the signal and raise `Terminated`."""
+    _terminations.append(signum)
+    raise Terminated
+
+
+def termination_requested() -> bool:
+    """Whether a termination signal arrived in this process (even if a library swallowed its exception)."""
+    return bool(_terminations)

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from onnxforge.errors import BadInput
+from onnxforge.errors import BadInput, Terminated, termination_requested
 
 
 def check_output(out: Path, force: bool) -> None:
@@ -75,6 +75,8 @@ def _alive(pid: int) -> bool:
 
 
 def _move_into_place(stage: Path, out: Path) -> None:
+    if termination_requested():  # a library swallowed the Terminated raised while it ran: still leave nothing
+        raise Terminated
     if not out.exists():
         stage.rename(out)
         return

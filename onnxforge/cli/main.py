@@ -11,7 +11,6 @@ import sys
 import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from types import FrameType
 
 from onnxforge.cli import bench, chat, compress, demo, export, generate, passes, report, validate
 from onnxforge.cli import eval as evaluate
@@ -22,7 +21,8 @@ from onnxforge.errors import (
     EXIT_INTERRUPTED,
     EXIT_TERMINATED,
     OnnxforgeError,
-    Terminated,
+    terminate,
+    termination_requested,
 )
 
 COMMANDS = (export, validate, generate, chat, evaluate, bench, report, compress, passes, demo)
@@ -42,17 +42,15 @@ def main(argv: list[str] | None = None) -> int:
     _quiet_libraries()
     args = build_parser().parse_args(argv)
     args.command_line = shlex.join(["onnxforge", *(sys.argv[1:] if argv is None else argv)])
-    with _sigterm_unwinds() as terminated:
-        return _run_reporting_errors(args.run, args, terminated)
+    with _sigterm_unwinds():
+        return _run_reporting_errors(args.run, args)
 
 
-def _run_reporting_errors(
-    run: Callable[[argparse.Namespace], int], args: argparse.Namespace, terminated: list[int]
-) -> int:
+def _run_reporting_errors(run: Callable[[argparse.Namespace], int], args: argparse.Namespace) -> int:
     try:
         return run(args)
     except BaseException as error:  # noqa: BLE001 - the one place that turns failures into an exit status
-        if terminated:  # whatever a library made of our Terminated (torch's exporter wraps it)
+        if termination_requested():  # whatever a library made of our Terminated (torch's exporter wraps it)
             print_error("terminated", "nothing was written")
             return EXIT_TERMINATED
         return _exit_status(error)
@@ -73,25 +71,19 @@ def _exit_status(error: BaseException) -> int:
 
 
 @contextmanager
-def _sigterm_unwinds() -> Iterator[list[int]]:
+def _sigterm_unwinds() -> Iterator[None]:
     """While a command runs, SIGTERM raises `Terminated` so that staged folders are removed as on Ctrl-C.
 
-    Yields the list of signals received: a library may wrap our exception in one of its own
-    (torch's exporter does), so the caller asks the list rather than the exception's type.
+    A library may wrap our exception in one of its own (torch's exporter does) or swallow it, so
+    the error handler and the staged folder's final rename ask `termination_requested()` instead.
     """
-    received: list[int] = []
-
-    def terminate(signum: int, frame: FrameType | None) -> None:
-        received.append(signum)
-        raise Terminated
-
     try:
         previous = signal.signal(signal.SIGTERM, terminate)
     except ValueError:  # not the main thread: leave signals alone
-        yield received
+        yield
         return
     try:
-        yield received
+        yield
     finally:
         signal.signal(signal.SIGTERM, previous)
 
