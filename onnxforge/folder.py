@@ -33,6 +33,9 @@ TOTAL_DIM = "past_sequence_length + sequence_length"
 FACTS_KEY = "onnxforge.architecture"  # model metadata: the shape facts, while passes run
 PASS_LOG_KEY = "onnxforge.pass_log"  # model metadata: what each pass did, while passes run
 KV_CACHE_KEY, SHARED_BUFFER = "onnxforge.kv_cache", "shared_buffer"  # saved metadata: the cache layout
+# saved metadata: the rows of one call may sit at different positions (each row's tokens from slot 0 of its
+# shared-buffer row, its length read from its attention_mask), as a serving batch needs
+BATCH_ROWS_KEY, INDEPENDENT_ROWS = "onnxforge.batch_rows", "independent"
 MS_DOMAIN = "com.microsoft"
 
 

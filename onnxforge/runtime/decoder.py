@@ -12,7 +12,9 @@ import onnxruntime as ort
 from onnxforge.errors import BadInput
 from onnxforge.folder import (
     ATTENTION_MASK,
+    BATCH_ROWS_KEY,
     CONFIG_FILE,
+    INDEPENDENT_ROWS,
     INPUT_IDS,
     KV_CACHE_KEY,
     LOGITS,
@@ -97,6 +99,7 @@ def _cache_layout(session: ort.InferenceSession) -> CacheLayout:
         head_dim=int(first.shape[3]),
         dtype=_ORT_FLOAT_TYPES[first.type],
         shared_buffer=metadata.get(KV_CACHE_KEY) == SHARED_BUFFER,
+        independent_rows=metadata.get(BATCH_ROWS_KEY) == INDEPENDENT_ROWS,
     )
 
 

@@ -29,6 +29,7 @@ class CacheLayout:
     head_dim: int
     dtype: type
     shared_buffer: bool
+    independent_rows: bool = False  # rows of one call may sit at different positions (folder.INDEPENDENT_ROWS)
 
     def past_names(self) -> list[str]:
         """Graph input names, key then value for each layer."""
@@ -51,6 +52,16 @@ class KVCache:
             for _ in range(2 * layout.num_layers)
         ]
         self.capacity = capacity
+
+    @classmethod
+    def over(cls, layout: CacheLayout, arrays: list[np.ndarray]) -> KVCache:
+        """A shared-buffer cache over host arrays [batch, kv_heads, capacity, head_dim] (views of a larger
+        buffer, say), without a copy: the kernel writes into them."""
+        cache = cls.__new__(cls)
+        cache.layout, cache.device, cache.device_id = layout, "cpu", 0
+        cache.values = [ort.OrtValue.ortvalue_from_numpy(array) for array in arrays]
+        cache.capacity = arrays[0].shape[2]
+        return cache
 
     def bind(self, binding: ort.IOBinding) -> None:
         """Bind the past inputs and the present outputs (to the same buffers when shared)."""

@@ -43,7 +43,15 @@ import onnx_ir as ir
 import onnx_ir.passes.common as common_passes
 from onnxscript.rewriter import pattern
 
-from onnxforge.folder import KV_CACHE_KEY, MS_DOMAIN, PAST_PREFIX, PRESENT_PREFIX, SHARED_BUFFER
+from onnxforge.folder import (
+    BATCH_ROWS_KEY,
+    INDEPENDENT_ROWS,
+    KV_CACHE_KEY,
+    MS_DOMAIN,
+    PAST_PREFIX,
+    PRESENT_PREFIX,
+    SHARED_BUFFER,
+)
 from onnxforge.passes.base import OnnxforgePass, PassConfig, check_bools, model_facts
 from onnxforge.passes.fusion.attention import (
     AttentionShape,
@@ -122,6 +130,7 @@ class FusePass(OnnxforgePass):
         shared = _every_present_from_gqa(model.graph)
         if shared:
             model.metadata_props[KV_CACHE_KEY] = SHARED_BUFFER
+            model.metadata_props[BATCH_ROWS_KEY] = INDEPENDENT_ROWS  # seqlens_k per row (mask_inputs)
         fused = {op: count for op, count in _op_counts(model.graph).items() if op in FUSED_OPS}
         log.write(fused=fused, rules_applied=applied, shared_kv_buffer=shared)
         return ir.passes.PassResult(model, modified=_op_counts(model.graph) != counts_before or any(applied.values()))

@@ -1,7 +1,10 @@
 """GroupQueryAttention's mask inputs, built once from the graph inputs and shared by every layer.
 
-- `seqlens_k = total - 1` for every row and `total_sequence_length = total`, where total is the
-  length of `attention_mask` (past + new tokens, padding included);
+- `seqlens_k` per row = the index of its last attended slot (the last 1 in `attention_mask`), and
+  `total_sequence_length = total`, the mask's length (past + new tokens, padding included). A
+  left-padded row ends at the last slot (total - 1, as every row of a generate batch does); a row
+  whose tokens start at slot 0 and end earlier (a serving batch whose rows sit at different
+  positions) gets its own length, so the kernel writes its new key at its own next slot;
 - `attention_bias` [batch, 1, seq, total]: 0 where the mask is 1, the dtype's lowest finite value
   where it is 0 (finite, so that rows made only of padding give no NaN); this carries left
   padding, and the kernel applies the causal mask itself;
@@ -42,9 +45,14 @@ def attention_inputs(graph: ir.Graph, dtype: ir.DataType) -> MaskInputs | None:
     add = NodeBuilder(PREFIX)
     batch = add("Shape", [mask], "batch", start=0, end=1)
     total = add("Shape", [mask], "total", start=1, end=2)
-    total_length = add("Cast", [add("Squeeze", [total], "total_scalar")], "total_sequence_length", to=ir.DataType.INT32)
-    last = add("Sub", [total_length, add.constant(np.array(1, np.int32), "one")], "last")
-    seqlens_k = add("Expand", [last, batch], "seqlens_k")
+    total_scalar = add("Squeeze", [total], "total_scalar")
+    total_length = add("Cast", [total_scalar], "total_sequence_length", to=ir.DataType.INT32)
+    one = add.constant(np.array(1, np.int64), "one")
+    slot_numbers = add("Range", [one, add("Add", [total_scalar, one], "total_plus_one"), one], "slot_numbers")
+    attended = add("Mul", [add("Cast", [mask], "mask_int64", to=ir.DataType.INT64), slot_numbers], "attended_slots")
+    last_slot = add("Sub", [add("ReduceMax", [attended, add.constant(np.array([1], np.int64), "axis_1")],
+                                "rows_length", keepdims=0), one], "last_slot")
+    seqlens_k = add("Cast", [last_slot], "seqlens_k", to=ir.DataType.INT32)
     lowest = np.array(np.finfo(dtype.numpy()).min, dtype.numpy())
     keep = add("Cast", [mask], "keep", to=ir.DataType.BOOL)
     bias_2d = add("Where", [keep, add.constant(np.array(0, dtype.numpy()), "zero"), add.constant(lowest, "lowest")],
