@@ -11,7 +11,8 @@ Design (after vLLM's scheduler and llama-server's slots, written for our graph):
   arrives and leaves it in the step it ends (its row is refilled by the last one), so a short
   request never waits for a long one.
 - A request cancelled (client gone) is dropped at the start of the next step and its slot freed.
-- The queue of waiting requests is bounded: `submit` raises `QueueFull` beyond `max_queue`.
+- The queue of waiting requests is bounded: `submit` raises `QueueFull` when every slot is taken
+  and `max_queue` requests already wait.
 - LongRoPE models (phi3) choose their rotary frequencies from the longest row of a call, so
   rows on both sides of the switch cannot share one: the engine's context stops at the switch.
 """
@@ -74,8 +75,9 @@ class Engine:
         request = Request(list(prompt_ids), settings, on_event, TextStream(self.decode_text, settings.stop),
                           request_id)
         with self._wake:
-            if len(self._waiting) >= self.max_queue:
-                raise QueueFull(f"{len(self._waiting)} requests are already waiting")
+            free_slots = self.max_batch - len(self.running)
+            if len(self._waiting) >= self.max_queue + free_slots:
+                raise QueueFull(f"{self.max_batch} requests are running and {len(self._waiting)} waiting")
             self._waiting.append(request)
             self._wake.notify()
         return request
@@ -90,10 +92,10 @@ class Engine:
         """One scheduling step: drop cancelled requests, admit (prefill) new ones, decode the batch.
         Returns whether there was anything to do."""
         self._drop_cancelled()
-        admitted = self._admit()
-        if self.running:
+        admitted, decoding = self._admit(), bool(self.running)
+        if decoding:
             self._decode()
-        return admitted or bool(self.running)
+        return admitted or decoding
 
     def run(self, stop: threading.Event) -> None:
         """Step until `stop` is set, sleeping while there is nothing to do (the server's engine thread)."""

@@ -109,11 +109,15 @@ def test_the_queue_bound_holds(fused_tiny: Callable[[str], Path]) -> None:
     folder = fused_tiny("llama")
     engine = _engine(folder, max_batch=1, max_queue=2)
     ids = _ids(folder, PROMPTS[0])
-    for _ in range(2):
+    for _ in range(3):  # one for the free slot, two queued
         _submit(engine, ids, 4)
     with pytest.raises(QueueFull):
         _submit(engine, ids, 4)
-    engine.step()  # one admitted: room in the queue again
+    engine.step()  # one admitted: it runs, two still wait
+    with pytest.raises(QueueFull):
+        _submit(engine, ids, 4)
+    _run(engine)
+    assert not engine.running and engine.waiting == 0
     _submit(engine, ids, 4)
 
 

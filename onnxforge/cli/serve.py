@@ -1,0 +1,51 @@
+"""`onnxforge serve DIR`: an OpenAI-compatible HTTP server with continuous batching (extra `onnxforge[serve]`)."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from onnxforge.errors import EXIT_OK, BadInput
+from onnxforge.folder import check_folder
+from onnxforge.progress import console
+from onnxforge.runtime.providers import ORT_NAMES, ProviderSettings
+from onnxforge.runtime.session import SessionSettings
+
+
+def add_parser(commands: argparse._SubParsersAction) -> None:
+    """The serve sub-command."""
+    serve = commands.add_parser("serve", help="serve a fused folder over the OpenAI HTTP API (continuous batching)")
+    serve.add_argument("dir", metavar="DIR", type=Path, help="a folder written by onnxforge compress (fuse or int4)")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default %(default)s: this machine only)")
+    serve.add_argument("--port", type=int, default=8000, help="default %(default)s")
+    serve.add_argument("--max-batch", type=int, default=8, help="requests decoded together (KV slots; default 8)")
+    serve.add_argument("--max-queue", type=int, default=64, help="requests waiting for a slot before 429 (default 64)")
+    serve.add_argument("--context", type=int, help="tokens per slot, prompt included (default 2048 or the model's)")
+    serve.add_argument("--max-tokens-per-request", type=int, help="largest max_tokens a request may ask for")
+    serve.add_argument("--api-key", help="require Authorization: Bearer KEY on every endpoint but /health")
+    serve.add_argument("--model-name", default="", help="the model id clients use (default: the folder's name)")
+    serve.add_argument("--threads", type=int, default=0, help="CPU threads (0 = onnxruntime's choice)")
+    serve.add_argument("--provider", default="cpu", metavar="NAME[,NAME]",
+                       help=f"{', '.join(ORT_NAMES)} or a list; falls back towards cpu (default %(default)s)")
+    serve.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Check the folder, then serve until Ctrl-C or SIGTERM."""
+    try:
+        import uvicorn
+
+        from onnxforge.serve.app import ServerConfig, create_app
+    except ImportError as error:
+        raise BadInput(f"serving needs the serve extra ({error.name} is missing): "
+                       "pip install 'onnxforge[serve]'") from None
+    check_folder(args.dir)
+    for flag in ("max_batch", "port", "threads", "max_queue"):
+        if getattr(args, flag) < 0 or (flag == "max_batch" and args.max_batch < 1):
+            raise BadInput(f"--{flag.replace('_', '-')} is {getattr(args, flag)}: give a positive number")
+    session = SessionSettings(ProviderSettings.parse(args.provider, threads=args.threads))
+    config = ServerConfig(args.dir, args.model_name, session, args.max_batch, args.max_queue,
+                          args.max_tokens_per_request, args.context, args.api_key)
+    console.print(f"serving {config.name} on http://{args.host}:{args.port}/v1 (/health, /metrics)")
+    uvicorn.run(create_app(config), host=args.host, port=args.port, log_level="warning")
+    return EXIT_OK

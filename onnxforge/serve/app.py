@@ -1,0 +1,272 @@
+"""The OpenAI-compatible HTTP layer over the engine: FastAPI routes, API key, errors, streaming.
+
+The model loads in a background thread when the app starts (`/health` answers 503 until it is
+ready, then 200, never behind the API key); the engine then steps in its own thread, and each
+request waits on an asyncio queue fed from it. A streaming client that goes away cancels its
+request, whose slot the engine frees at its next step. Bad input of any kind is a 4xx with an
+OpenAI error body; the server does not answer 500 to it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from fastapi import Depends, FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from starlette.exceptions import HTTPException
+
+from onnxforge.errors import BadInput
+from onnxforge.runtime.decoder import Decoder
+from onnxforge.runtime.session import SessionSettings
+from onnxforge.runtime.text import TextCodec
+from onnxforge.serve.engine import Engine, QueueFull
+from onnxforge.serve.metrics import ServerMetrics
+from onnxforge.serve.requests import TokenEvent
+from onnxforge.serve.responses import Answer, error_body, sse
+from onnxforge.serve.schema import ChatRequest, CompletionRequest
+
+log = logging.getLogger("onnxforge.serve")
+
+
+@dataclass(frozen=True)
+class ServerConfig:
+    """What `onnxforge serve` was asked for."""
+
+    folder: Path
+    model_name: str = ""
+    session: SessionSettings = field(default_factory=SessionSettings)
+    max_batch: int = 8
+    max_queue: int = 64
+    max_tokens_per_request: int | None = None
+    context: int | None = None
+    api_key: str | None = None
+    max_body_bytes: int = 1 << 20
+
+    @property
+    def name(self) -> str:
+        """The model id clients ask for: --model-name, else the folder's name."""
+        return self.model_name or self.folder.resolve().name
+
+
+class ServedModel:
+    """The loaded folder: tokenizer, engine and the engine's thread (None until loaded)."""
+
+    def __init__(self, config: ServerConfig) -> None:
+        self.config = config
+        self.codec: TextCodec | None = None
+        self.engine: Engine | None = None
+        self.load_error: str | None = None
+        self._stop = threading.Event()
+
+    def load(self) -> None:
+        """Open the folder and start the engine thread (runs in a background thread)."""
+        try:
+            config = self.config
+            codec = TextCodec(config.folder)
+            engine = Engine(Decoder(config.folder, config.session), codec.decode, frozenset(codec.stop_ids()),
+                            config.max_batch, config.max_queue, config.context)
+        except Exception as error:  # noqa: BLE001 - reported by /health and the log, the server stays up
+            self.load_error = str(error)
+            log.error("could not load %s: %s", self.config.folder, error)
+            return
+        self.codec = codec
+        threading.Thread(target=engine.run, args=(self._stop,), name="onnxforge-engine", daemon=True).start()
+        self.engine = engine
+        log.info("serving %s: %d slots of %d tokens (%.0f MiB of KV memory)", config.name, engine.max_batch,
+                 engine.context, engine.slots.bytes / 2**20)
+
+    def stop(self) -> None:
+        """Stop the engine thread."""
+        self._stop.set()
+
+
+def create_app(config: ServerConfig) -> FastAPI:
+    """The FastAPI application serving `config.folder`."""
+    served = ServedModel(config)
+    metrics = ServerMetrics(lambda: served.engine.waiting if served.engine else 0,
+                            lambda: len(served.engine.running) if served.engine else 0)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        threading.Thread(target=served.load, name="onnxforge-load", daemon=True).start()
+        yield
+        served.stop()
+
+    app = FastAPI(title="onnxforge", lifespan=lifespan)
+    app.state.served = served
+    _add_error_handlers(app, config)
+    authorized = [Depends(_api_key_check(config.api_key))]
+
+    @app.get("/health")
+    async def health() -> JSONResponse:
+        if served.engine is None:
+            status = "failed: " + served.load_error if served.load_error else "loading"
+            return JSONResponse({"status": status}, status_code=503)
+        return JSONResponse({"status": "ok"})
+
+    @app.get("/v1/models", dependencies=authorized)
+    async def models() -> dict[str, Any]:
+        return {"object": "list", "data": [{"id": config.name, "object": "model", "created": 0,
+                                            "owned_by": "onnxforge", "max_model_len": _ready(served).context}]}
+
+    @app.get("/metrics", dependencies=authorized)
+    async def prometheus() -> Response:
+        return Response(metrics.exposition(), media_type="text/plain; version=0.0.4")
+
+    @app.post("/v1/completions", dependencies=authorized)
+    async def completions(body: CompletionRequest) -> Response:
+        engine, codec = _ready(served), served.codec
+        _check_model(body.model, config)
+        ids = _completion_prompt(body, codec)
+        return await _answer(engine, codec, metrics, config, "completions", body, ids,
+                             body.max_tokens, body.logprobs, chat=False)
+
+    @app.post("/v1/chat/completions", dependencies=authorized)
+    async def chat_completions(body: ChatRequest) -> Response:
+        engine, codec = _ready(served), served.codec
+        _check_model(body.model, config)
+        messages = body.chat_messages()
+        if not messages[-1]["content"].strip():
+            raise BadInput("the last message is empty: give some text to answer")
+        ids = codec.encode(codec.render_chat(messages))
+        top = (body.top_logprobs or 0) if body.logprobs else None
+        return await _answer(engine, codec, metrics, config, "chat", body, ids,
+                             body.max_completion_tokens or body.max_tokens, top, chat=True)
+
+    return app
+
+
+async def _answer(engine: Engine, codec: TextCodec, metrics: ServerMetrics, config: ServerConfig, endpoint: str,
+                  body: ChatRequest | CompletionRequest, ids: list[int], max_tokens: int | None,
+                  logprobs: int | None, chat: bool) -> Response:
+    limit = min(config.max_tokens_per_request or engine.context, engine.context)
+    if max_tokens is not None and max_tokens > limit:
+        raise BadInput(f"max_tokens is {max_tokens}, more than this server allows per request ({limit})")
+    settings = body.settings(max_tokens or max(1, min(limit, engine.context - len(ids))), logprobs)
+    answer = Answer(chat, config.name, len(ids), lambda token: codec.decode([token]))
+    events = _generate(engine, ids, settings, answer, metrics, endpoint)
+    first = await anext(events)  # an error (queue full, too long) raises here, before any byte is sent
+    if not body.stream:
+        answer.add(first)
+        async for event in events:
+            answer.add(event)
+        return JSONResponse(answer.body())
+    return StreamingResponse(_stream(first, events, answer, body.include_usage), media_type="text/event-stream")
+
+
+async def _stream(first: TokenEvent, events: AsyncIterator[TokenEvent], answer: Answer,
+                  include_usage: bool) -> AsyncIterator[str]:
+    answer.add(first)
+    yield sse(answer.chunk(first, first=True))
+    async for event in events:
+        answer.add(event)
+        yield sse(answer.chunk(event, first=False))
+    if include_usage:
+        yield sse(answer.usage_chunk())
+    yield sse("[DONE]")
+
+
+async def _generate(engine: Engine, ids: list[int], settings, answer: Answer, metrics: ServerMetrics,
+                    endpoint: str) -> AsyncIterator[TokenEvent]:
+    """The request's events, from the engine thread; leaving early (client gone) cancels the request."""
+    loop, queue = asyncio.get_running_loop(), asyncio.Queue()
+
+    def deliver(event: TokenEvent) -> None:
+        try:
+            loop.call_soon_threadsafe(queue.put_nowait, event)
+        except RuntimeError:  # the event loop has closed: the server is shutting down
+            pass
+
+    try:
+        request = engine.submit(ids, settings, deliver, answer.id)
+    except QueueFull:
+        metrics.rejected.labels("queue_full").inc()
+        raise
+    try:
+        while True:
+            event = await queue.get()
+            yield event
+            if event.finish_reason is not None:
+                return
+    finally:
+        if request.finish_reason is None:
+            engine.cancel(request)
+        metrics.finished(endpoint, request.finish_reason or "cancelled", len(ids), len(request.generated),
+                         request.arrived, request.first_token_at, time.monotonic())
+
+
+def _ready(served: ServedModel) -> Engine:
+    if served.engine is None:
+        raise HTTPException(503, "the model is still loading: retry when /health answers 200")
+    return served.engine
+
+
+def _check_model(name: str, config: ServerConfig) -> None:
+    if name != config.name:
+        raise HTTPException(404, f"The model `{name}` does not exist: this server serves `{config.name}`")
+
+
+def _completion_prompt(body: CompletionRequest, codec: TextCodec) -> list[int]:
+    prompt = body.prompt
+    if body.echo:
+        raise BadInput("echo is not supported")
+    if isinstance(prompt, list) and prompt and isinstance(prompt[0], str):
+        if len(prompt) != 1:
+            raise BadInput("a list of prompts is not supported: send one request per prompt")
+        prompt = prompt[0]
+    if isinstance(prompt, str):
+        if not prompt:
+            raise BadInput("the prompt is empty: give some text to continue")
+        return codec.encode(prompt)
+    vocab = codec.tokenizer.get_vocab_size()
+    if not prompt or not all(0 <= token < vocab for token in prompt):
+        raise BadInput(f"the prompt's token ids must be a non-empty list of ids in [0, {vocab})")
+    return list(prompt)
+
+
+def _api_key_check(api_key: str | None):
+    async def check(request: Request) -> None:
+        if api_key is not None and request.headers.get("authorization") != f"Bearer {api_key}":
+            raise HTTPException(401, "missing or wrong API key: send Authorization: Bearer KEY")
+    return check
+
+
+def _add_error_handlers(app: FastAPI, config: ServerConfig) -> None:
+    @app.middleware("http")
+    async def limit_body(request: Request, call_next):
+        length = request.headers.get("content-length")
+        if length is not None and length.isdigit() and int(length) > config.max_body_bytes:
+            return _error(413, f"the request body is over {config.max_body_bytes} bytes")
+        return await call_next(request)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, error: RequestValidationError) -> JSONResponse:
+        first = error.errors()[0] if error.errors() else {"loc": (), "msg": "invalid request"}
+        where = ".".join(str(part) for part in first.get("loc", ()) if part != "body")
+        return _error(400, f"{where}: {first.get('msg')}" if where else str(first.get("msg")), param=where or None)
+
+    @app.exception_handler(BadInput)
+    async def bad_input(request: Request, error: BadInput) -> JSONResponse:
+        return _error(400, str(error))
+
+    @app.exception_handler(QueueFull)
+    async def queue_full(request: Request, error: QueueFull) -> JSONResponse:
+        return _error(429, f"the server is busy ({error}): retry later", kind="rate_limit_error")
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, error: HTTPException) -> JSONResponse:
+        kind = {401: "authentication_error", 404: "not_found_error"}.get(error.status_code, "invalid_request_error")
+        return _error(error.status_code, str(error.detail), kind=kind)
+
+
+def _error(status: int, message: str, kind: str = "invalid_request_error", param: str | None = None) -> JSONResponse:
+    return JSONResponse(error_body(message, kind, param), status_code=status)
