@@ -13,7 +13,7 @@ import asyncio
 import logging
 import threading
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,7 +30,7 @@ from onnxforge.runtime.session import SessionSettings
 from onnxforge.runtime.text import TextCodec
 from onnxforge.serve.engine import Engine, QueueFull
 from onnxforge.serve.metrics import ServerMetrics
-from onnxforge.serve.requests import TokenEvent
+from onnxforge.serve.requests import RequestSettings, TokenEvent
 from onnxforge.serve.responses import Answer, error_body, sse
 from onnxforge.serve.schema import ChatRequest, CompletionRequest
 
@@ -153,17 +153,25 @@ async def _answer(engine: Engine, codec: TextCodec, metrics: ServerMetrics, conf
         raise BadInput(f"max_tokens is {max_tokens}, more than this server allows per request ({limit})")
     settings = body.settings(max_tokens or max(1, min(limit, engine.context - len(ids))), logprobs)
     answer = Answer(chat, config.name, len(ids), lambda token: codec.decode([token]))
-    events = _generate(engine, ids, settings, answer, metrics, endpoint)
-    first = await anext(events)  # an error (queue full, too long) raises here, before any byte is sent
-    if not body.stream:
-        answer.add(first)
-        async for event in events:
-            answer.add(event)
-        return JSONResponse(answer.body())
-    return StreamingResponse(_stream(first, events, answer, body.include_usage), media_type="text/event-stream")
+    flight = InFlight(engine, ids, settings, answer.id, metrics, endpoint)  # QueueFull / BadInput raise here
+    events = flight.events()
+    try:
+        first = await anext(events)
+        if not body.stream:
+            answer.add(first)
+            async for event in events:
+                answer.add(event)
+            return JSONResponse(answer.body())
+    except BaseException:
+        flight.close()
+        raise
+    finally:
+        if not body.stream:
+            flight.close()
+    return EventStream(_chunks(first, events, answer, body.include_usage), flight.close)
 
 
-async def _stream(first: TokenEvent, events: AsyncIterator[TokenEvent], answer: Answer,
+async def _chunks(first: TokenEvent, events: AsyncIterator[TokenEvent], answer: Answer,
                   include_usage: bool) -> AsyncIterator[str]:
     answer.add(first)
     yield sse(answer.chunk(first, first=True))
@@ -175,33 +183,60 @@ async def _stream(first: TokenEvent, events: AsyncIterator[TokenEvent], answer: 
     yield sse("[DONE]")
 
 
-async def _generate(engine: Engine, ids: list[int], settings, answer: Answer, metrics: ServerMetrics,
-                    endpoint: str) -> AsyncIterator[TokenEvent]:
-    """The request's events, from the engine thread; leaving early (client gone) cancels the request."""
-    loop, queue = asyncio.get_running_loop(), asyncio.Queue()
+class InFlight:
+    """One submitted request as the HTTP layer sees it: its events from the engine thread, and one
+    idempotent `close` (cancel if still running, record the metrics) for every way it can end."""
 
-    def deliver(event: TokenEvent) -> None:
+    def __init__(self, engine: Engine, ids: list[int], settings: RequestSettings, request_id: str,
+                 metrics: ServerMetrics, endpoint: str) -> None:
+        self.engine, self.metrics, self.endpoint, self.closed = engine, metrics, endpoint, False
+        self._loop, self._queue = asyncio.get_running_loop(), asyncio.Queue()
         try:
-            loop.call_soon_threadsafe(queue.put_nowait, event)
+            self.request = engine.submit(ids, settings, self._deliver, request_id)
+        except QueueFull:
+            metrics.rejected.labels("queue_full").inc()
+            raise
+
+    def _deliver(self, event: TokenEvent) -> None:  # called from the engine thread
+        try:
+            self._loop.call_soon_threadsafe(self._queue.put_nowait, event)
         except RuntimeError:  # the event loop has closed: the server is shutting down
             pass
 
-    try:
-        request = engine.submit(ids, settings, deliver, answer.id)
-    except QueueFull:
-        metrics.rejected.labels("queue_full").inc()
-        raise
-    try:
+    async def events(self) -> AsyncIterator[TokenEvent]:
+        """The request's events until its last one."""
         while True:
-            event = await queue.get()
+            event = await self._queue.get()
             yield event
             if event.finish_reason is not None:
                 return
-    finally:
+
+    def close(self) -> None:
+        """Cancel the request if it is still running (the client left) and record it, once."""
+        if self.closed:
+            return
+        self.closed = True
+        request = self.request
         if request.finish_reason is None:
-            engine.cancel(request)
-        metrics.finished(endpoint, request.finish_reason or "cancelled", len(ids), len(request.generated),
-                         request.arrived, request.first_token_at, time.monotonic())
+            self.engine.cancel(request)
+        self.metrics.finished(self.endpoint, request.finish_reason or "cancelled", len(request.prompt_ids),
+                              len(request.generated), request.arrived, request.first_token_at, time.monotonic())
+
+
+class EventStream(StreamingResponse):
+    """Server-sent events that call `on_close` however the response ends: finished, or cut short because
+    the client left (Starlette then stops the sending task, leaving the body generator to the garbage
+    collector, which may take a long time to close it)."""
+
+    def __init__(self, chunks: AsyncIterator[str], on_close: Callable[[], None]) -> None:
+        super().__init__(chunks, media_type="text/event-stream")
+        self.on_close = on_close
+
+    async def stream_response(self, send) -> None:
+        try:
+            await super().stream_response(send)
+        finally:
+            self.on_close()
 
 
 def _ready(served: ServedModel) -> Engine:

@@ -47,7 +47,8 @@ class Server:
     def metric(self, name: str) -> float:
         """One sample of the Prometheus exposition."""
         text = httpx.get(f"{self.url}/metrics", headers={"Authorization": f"Bearer {API_KEY}"}, timeout=5).text
-        return float(next(line.split()[-1] for line in text.splitlines() if line.startswith(name + " ")))
+        lines = (line.split()[-1] for line in text.splitlines() if line.startswith(name + " "))
+        return float(next(lines, 0.0))
 
     def stop(self) -> None:
         self.process.terminate()

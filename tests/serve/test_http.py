@@ -108,6 +108,8 @@ def test_bad_input_gets_its_status_and_an_openai_error(server: Server, body, hea
 
 
 def test_a_client_leaving_mid_stream_frees_its_slot(server: Server, client: openai.OpenAI) -> None:
+    cancelled = 'onnxforge_requests_total{endpoint="completions",finish_reason="cancelled"}'
+    before = server.metric(cancelled)
     stream = client.completions.create(model=MODEL, prompt=PROMPT, max_tokens=200, stream=True, **GREEDY)
     next(iter(stream))
     stream.close()
@@ -115,7 +117,7 @@ def test_a_client_leaving_mid_stream_frees_its_slot(server: Server, client: open
         if server.metric("onnxforge_running_batch_size") == 0:
             break
         threading.Event().wait(0.1)
-    assert server.metric("onnxforge_running_batch_size") == 0
+    assert server.metric("onnxforge_running_batch_size") == 0 and server.metric(cancelled) == before + 1
     assert client.completions.create(model=MODEL, prompt=PROMPT, max_tokens=3, **GREEDY).usage.completion_tokens == 3
 
 
