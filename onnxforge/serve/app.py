@@ -50,6 +50,8 @@ class ServerConfig:
     context: int | None = None
     api_key: str | None = None
     max_body_bytes: int = 1 << 20
+    replica: str = ""  # under Ray Serve: which replica answers (the x-onnxforge-replica header)
+    load_in_background: bool = True  # False: the app starts only once the model is loaded (a Ray replica)
 
     @property
     def name(self) -> str:
@@ -97,7 +99,10 @@ def create_app(config: ServerConfig) -> FastAPI:
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        threading.Thread(target=served.load, name="onnxforge-load", daemon=True).start()
+        if config.load_in_background:
+            threading.Thread(target=served.load, name="onnxforge-load", daemon=True).start()
+        else:
+            await asyncio.to_thread(served.load)
         yield
         served.stop()
 
@@ -280,8 +285,12 @@ def _add_error_handlers(app: FastAPI, config: ServerConfig) -> None:
     async def limit_body(request: Request, call_next):
         length = request.headers.get("content-length")
         if length is not None and length.isdigit() and int(length) > config.max_body_bytes:
-            return _error(413, f"the request body is over {config.max_body_bytes} bytes")
-        return await call_next(request)
+            response = _error(413, f"the request body is over {config.max_body_bytes} bytes")
+        else:
+            response = await call_next(request)
+        if config.replica:
+            response.headers["x-onnxforge-replica"] = config.replica
+        return response
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, error: RequestValidationError) -> JSONResponse:
