@@ -12,7 +12,7 @@ import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from onnxforge.cli import bench, chat, compress, demo, export, generate, passes, report, serve, validate
+from onnxforge.cli import bench, bench_serve, chat, compress, demo, export, generate, passes, report, serve, validate
 from onnxforge.cli import eval as evaluate
 from onnxforge.cli.output import ConsoleLogHandler, print_error
 from onnxforge.errors import (
@@ -25,7 +25,7 @@ from onnxforge.errors import (
     termination_requested,
 )
 
-COMMANDS = (export, validate, generate, chat, serve, evaluate, bench, report, compress, passes, demo)
+COMMANDS = (export, validate, generate, chat, serve, evaluate, bench, bench_serve, report, compress, passes, demo)
 
 
 def build_parser() -> argparse.ArgumentParser:

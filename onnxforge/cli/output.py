@@ -112,6 +112,32 @@ def print_bench(report: dict[str, Any], json_mode: bool = False) -> None:
     show(table, json_mode)
 
 
+def print_serve_bench(reports: list[dict[str, Any]], json_mode: bool = False) -> None:
+    """One row per offered load: throughput, and median / p99 of TTFT, time per output token, latency."""
+    load = reports[0]["load"]
+    table = Table(title=f"{reports[0]['model']} at {reports[0]['url']}: {load['requests']} requests, "
+                        f"{load['input_tokens']} in / {load['output_tokens']} out, rate {load['rate']}")
+    for column in ("concurrency", "done", "failed", "req/s", "out tok/s", "TTFT ms p50 / p99",
+                   "TPOT ms p50 / p99", "ITL ms p50 / p99", "latency s p50 / p99"):
+        table.add_column(column)
+    for report in reports:
+        table.add_row(str(report["load"]["max_concurrency"]), str(report["completed"]), str(report["failed"]),
+                      f"{report['request_throughput']:.2f}", f"{report['output_tokens_per_s']:.1f}",
+                      *(_pair(report, name, scale) for name, scale in (("ttft_s", 1000), ("tpot_s", 1000),
+                                                                        ("itl_s", 1000), ("e2e_s", 1))))
+    show(table, json_mode)
+    for error in {e for report in reports for e in report["errors"]}:
+        console.print(f"[yellow]request error:[/yellow] {escape(error)}", soft_wrap=True)
+
+
+def _pair(report: dict[str, Any], name: str, scale: float) -> str:
+    median, p99 = report[f"{name}_median"], report[f"{name}_p99"]
+    if median is None:
+        return "-"
+    digits = 0 if scale > 1 else 2
+    return f"{median * scale:.{digits}f} / {p99 * scale:.{digits}f}"
+
+
 def _spread(figure: dict[str, float]) -> str:
     return f"{figure['median']:.1f} ({figure['min']:.1f}-{figure['max']:.1f})"
 

@@ -68,9 +68,11 @@ class Decoder:
         return KVCache(self.layout, batch, capacity, self.device, self.device_id)
 
     def step(
-        self, cache: KVCache, input_ids: np.ndarray, attention_mask: np.ndarray, position_ids: np.ndarray
+        self, cache: KVCache, input_ids: np.ndarray, attention_mask: np.ndarray, position_ids: np.ndarray,
+        last: np.ndarray | None = None,
     ) -> np.ndarray:
-        """One call through IO binding that updates `cache`; returns float32 logits of the last position."""
+        """One call through IO binding that updates `cache`; returns float32 logits [batch, vocab] of the last
+        position, or of position `last[row]` in each row (right-padded rows)."""
         binding = self._binding
         binding.clear_binding_inputs()
         binding.clear_binding_outputs()
@@ -84,7 +86,9 @@ class Decoder:
         self.run_seconds += time.perf_counter() - start
         logits, *present = binding.get_outputs()
         cache.update(present)
-        return logits.numpy()[:, -1].astype(np.float32, copy=False)
+        values = logits.numpy()
+        picked = values[:, -1] if last is None else values[np.arange(len(values)), last]
+        return picked.astype(np.float32, copy=False)
 
 
 def _cache_layout(session: ort.InferenceSession) -> CacheLayout:

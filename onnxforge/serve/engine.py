@@ -5,9 +5,10 @@ Design (after vLLM's scheduler and llama-server's slots, written for our graph):
   0..n-1 of the row. The fused graph reads each row's length from its attention_mask and
   GroupQueryAttention writes each row's new key at that row's next position, so rows at
   different positions share one decode call (`onnxforge.batch_rows = independent`).
-- One `step()`: first admit waiting requests while slots are free, each prefilled by its own call
-  straight into the next free row, up to `prefill_budget` prompt tokens per step (at least one
-  request); then one decode call over all running rows. A request joins the batch in the step it
+- One `step()`: first admit waiting requests while slots are free, prefilled together by one call
+  (right-padded: each row's tokens from position 0, its length from its mask) straight into the
+  next free rows, up to `prefill_budget` padded prompt tokens per step (at least one request);
+  then one decode call over all running rows. A request joins the batch in the step it
   arrives and leaves it in the step it ends (its row is refilled by the last one), so a short
   request never waits for a long one.
 - A request cancelled (client gone) is dropped at the start of the next step and its slot freed.
@@ -28,6 +29,7 @@ import numpy as np
 
 from onnxforge.errors import BadInput
 from onnxforge.runtime.decoder import Decoder
+from onnxforge.runtime.loop import pad_rows
 from onnxforge.runtime.stream import TextStream
 from onnxforge.serve.requests import CANCELLED, ERROR, Request, RequestSettings, TokenEvent
 from onnxforge.serve.slots import SlotMemory
@@ -122,27 +124,37 @@ class Engine:
                 self._free(row)
 
     def _admit(self) -> bool:
-        budget, admitted = self.prefill_budget, False
-        while len(self.running) < self.max_batch:
-            with self._wake:
-                if not self._waiting or (admitted and len(self._waiting[0].prompt_ids) > budget):
-                    break
-                request = self._waiting.popleft()
-            budget -= len(request.prompt_ids)
-            admitted = True
-            row = len(self.running)
-            logits = self._prefill(row, request.prompt_ids)
-            self.running.append(request)
-            self._emit(row, logits[0])
-            if request.finish_reason is not None:
+        batch = self._admissible()
+        if not batch:
+            return False
+        first = len(self.running)
+        logits = self._prefill(first, [request.prompt_ids for request in batch])
+        self.running.extend(batch)
+        for offset in range(len(batch)):
+            self._emit(first + offset, logits[offset])
+        for row in reversed(range(first, first + len(batch))):
+            if self.running[row].finish_reason is not None:
                 self._free(row)
-        return admitted
+        return True
 
-    def _prefill(self, row: int, ids: list[int]) -> np.ndarray:
-        """Keys and values of `ids` written to slot `row` from position 0; the last position's logits [1, vocab]."""
-        array = np.array([ids], dtype=np.int64)
-        return self.decoder.step(self.slots.cache(row, row + 1), array, np.ones_like(array),
-                                 np.arange(len(ids), dtype=np.int64)[None])
+    def _admissible(self) -> list[Request]:
+        """Waiting requests for the free slots whose padded prompts fit the budget (at least one)."""
+        batch: list[Request] = []
+        with self._wake:
+            while self._waiting and len(self.running) + len(batch) < self.max_batch:
+                longest = max([len(r.prompt_ids) for r in batch] + [len(self._waiting[0].prompt_ids)])
+                if batch and longest * (len(batch) + 1) > self.prefill_budget:
+                    break
+                batch.append(self._waiting.popleft())
+        return batch
+
+    def _prefill(self, first: int, prompts: list[list[int]]) -> np.ndarray:
+        """Keys and values of each prompt written to slots first.. from position 0 (right-padded, one call);
+        the logits of each prompt's last token [prompts, vocab]."""
+        ids, mask = pad_rows(prompts, right=True)
+        positions = np.broadcast_to(np.arange(ids.shape[1], dtype=np.int64), ids.shape)
+        last = np.array([len(prompt) - 1 for prompt in prompts])
+        return self.decoder.step(self.slots.cache(first, first + len(prompts)), ids, mask, positions, last)
 
     def _decode(self) -> None:
         rows = len(self.running)

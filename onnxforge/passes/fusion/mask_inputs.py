@@ -8,8 +8,9 @@
 - `attention_bias` [batch, 1, seq, total]: 0 where the mask is 1, the dtype's lowest finite value
   where it is 0 (finite, so that rows made only of padding give no NaN); this carries left
   padding, and the kernel applies the causal mask itself;
-- `query_seqlens = seq` for every row: without it ORT's CPU kernel refuses a call of several
-  tokens on a batch of more than one row with a past ("batch_size must be 1 when
+- `query_seqlens` per row = min(seq, its length): the new tokens of the call, except in a
+  right-padded prefill, where a shorter row has fewer. Without it ORT's CPU kernel refuses a call of
+  several tokens on a batch of more than one row with a past ("batch_size must be 1 when
   sequence_length > 1 and past context is given"), a call that parity checks make.
 """
 
@@ -63,6 +64,7 @@ def attention_inputs(graph: ir.Graph, dtype: ir.DataType) -> MaskInputs | None:
                      axis=0)
     bias = add("Expand", [bias_4d, bias_shape], "attention_bias")
     seq_length = add("Cast", [add("Squeeze", [seq], "seq_scalar")], "seq_length", to=ir.DataType.INT32)
-    query_seqlens = add("Expand", [seq_length, batch], "query_seqlens")
+    row_lengths = add("Add", [seqlens_k, add.constant(np.array(1, np.int32), "one_int32")], "row_lengths")
+    query_seqlens = add("Min", [add("Expand", [seq_length, batch], "seq_lengths"), row_lengths], "query_seqlens")
     graph.insert_before(graph.node(0), add.nodes)
     return MaskInputs(seqlens_k, total_length, bias, query_seqlens)
