@@ -51,6 +51,9 @@ class Engine:
         if not (layout.shared_buffer and layout.independent_rows):
             raise BadInput("this folder's attention is not fused for batching: serve the output of "
                            "`onnxforge compress DIR OUT --recipe fuse` (or int4) instead")
+        if decoder.device != "cpu":
+            raise BadInput(f"serving runs on the CPU provider for now (the KV slots are host memory), not "
+                           f"{decoder.provider}: pass --provider cpu")
         if max_batch < 1 or max_queue < 0:
             raise BadInput(f"max batch must be >= 1 and max queue >= 0, got {max_batch} and {max_queue}")
         self.decoder, self.decode_text, self.stop_ids = decoder, decode_text, stop_ids
