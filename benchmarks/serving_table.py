@@ -55,12 +55,12 @@ def servers(work: Path, threads: int, slots: int, anchors: list[str]) -> list[tu
                                             "--port", "{port}", "--host", "127.0.0.1"],
                      {"VLLM_CPU_OMP_THREADS_BIND": f"0-{threads - 1}", "VLLM_CPU_KVCACHE_SPACE": "2"}, LEVELS))
     if "llamaserver" in anchors:
-        binary = next((ANCHORS / "llama-server" / "venv").glob("lib/python3*/site-packages/*/bin/llama-server"))
+        binary = ANCHORS / "llama-server" / "venv" / "bin" / "llama-cpp-server"  # sets up its libraries
         gguf = subprocess.run([sys.executable, "-m", "onnxforge.models.hf_folder", "--gguf", "smollm2-135m"],
                               capture_output=True, text=True, check=True).stdout.strip()
         rows.append(("llama-server Q4_1", [str(binary), "-m", gguf, "--port", "{port}", "--host", "127.0.0.1",
-                                           "-np", str(slots), "-c", str(slots * CONTEXT), "-t", str(threads),
-                                           "-cb"], {}, LEVELS))
+                                           "--ctx-size", str(slots * CONTEXT), "--", "-np", str(slots),
+                                           "-t", str(threads), "-cb"], {}, LEVELS))
     return rows
 
 
