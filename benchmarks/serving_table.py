@@ -170,6 +170,8 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--slots", type=int, default=32, help="--max-batch and llama-server's -np")
     parser.add_argument("--anchors", default="vllm,llamaserver")
+    parser.add_argument("--only", help="measure only the servers whose name contains this")
+    parser.add_argument("--keep", action="store_true", help="keep the servers already in serving.json")
     args = parser.parse_args()
     args.work.mkdir(parents=True, exist_ok=True)
     args.out.mkdir(parents=True, exist_ok=True)
@@ -177,10 +179,17 @@ def main() -> None:
         if not (args.work / recipe / "model.onnx").is_file():
             compress(args.export, args.work / recipe, load_recipe(recipe), CalibrationSettings(), force=True)
     tokenizer = read_tokenizer(args.export)
-    runs = [measure(name, command, env, levels, tokenizer, args.work / f"server-{index}.log")
-            for index, (name, command, env, levels) in
-            enumerate(servers(args.work, args.threads, args.slots, [a for a in args.anchors.split(",") if a]))]
-    (args.out / "serving.json").write_text(json.dumps(runs, indent=1))
+    saved = args.out / "serving.json"
+    runs = json.loads(saved.read_text()) if args.keep and saved.is_file() else []
+    chosen = [a for a in args.anchors.split(",") if a]
+    for index, (name, command, env, levels) in enumerate(servers(args.work, args.threads, args.slots, chosen)):
+        if any(run["server"] == name for run in runs) or (args.only and args.only not in name):
+            continue
+        try:
+            runs.append(measure(name, command, env, levels, tokenizer, args.work / f"server-{index}.log"))
+        except RuntimeError as error:
+            print(f"{name}: skipped ({error})", flush=True)
+        saved.write_text(json.dumps(runs, indent=1))
     (args.out / "serving.md").write_text(table(runs))
     plot(runs, args.out / "serving.png")
     print(table(runs))
