@@ -46,3 +46,8 @@ def terminate(signum: int, frame: object = None) -> None:
 def termination_requested() -> bool:
     """Whether a termination signal arrived in this process (even if a library swallowed its exception)."""
     return bool(_terminations)
+
+
+def missing_extra(error: ImportError, feature: str, extra: str) -> BadInput:
+    """The one line for a feature whose optional dependencies (an extra) are not installed."""
+    return BadInput(f"{feature} needs the {extra} extra ({error.name} is missing): pip install 'onnxforge[{extra}]'")

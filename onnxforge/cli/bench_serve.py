@@ -8,7 +8,7 @@ import math
 from pathlib import Path
 
 from onnxforge.cli.output import print_json, print_serve_bench
-from onnxforge.errors import EXIT_OK, BadInput
+from onnxforge.errors import EXIT_OK, BadInput, missing_extra
 from onnxforge.folder import read_tokenizer
 from onnxforge.progress import console
 
@@ -39,8 +39,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         from onnxforge.eval.bench_serve import ServeLoad, bench_serve, plot_sweep
     except ImportError as error:
-        raise BadInput(f"bench-serve needs the serve extra ({error.name} is missing): "
-                       "pip install 'onnxforge[serve]'") from None
+        raise missing_extra(error, "bench-serve", "serve") from None
     levels = _levels(args.max_concurrency)
     tokenizer = read_tokenizer(args.tokenizer) if args.tokenizer else None
     reports = []

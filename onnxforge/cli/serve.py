@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from onnxforge.errors import EXIT_OK, BadInput
+from onnxforge.errors import EXIT_OK, BadInput, missing_extra, missing_extra
 from onnxforge.folder import check_folder
 from onnxforge.progress import console
 from onnxforge.runtime.providers import ORT_NAMES, ProviderSettings
@@ -44,8 +44,7 @@ def run(args: argparse.Namespace) -> int:
 
         from onnxforge.serve.app import ServerConfig, create_app
     except ImportError as error:
-        raise BadInput(f"serving needs the serve extra ({error.name} is missing): "
-                       "pip install 'onnxforge[serve]'") from None
+        raise missing_extra(error, "serving", "serve") from None
     check_folder(args.dir)
     for flag in ("max_batch", "port", "threads", "max_queue"):
         if getattr(args, flag) < 0 or (flag == "max_batch" and args.max_batch < 1):
@@ -65,7 +64,7 @@ def _run_on_ray(args: argparse.Namespace, config) -> None:  # noqa: ANN001 - Ser
     try:
         from onnxforge.serve.ray_app import RaySettings, run
     except ImportError as error:
-        raise BadInput(f"--ray needs the ray extra ({error.name} is missing): pip install 'onnxforge[ray]'") from None
+        raise missing_extra(error, "--ray", "ray") from None
     settings = RaySettings(args.replicas, args.ray_address, args.max_queued_requests, _autoscale(args.autoscale),
                            float(args.threads or 1))
     run(config, settings, args.host, args.port)
