@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from onnxforge.errors import EXIT_OK, BadInput, missing_extra, missing_extra
+from onnxforge.errors import EXIT_OK, BadInput, missing_extra
 from onnxforge.folder import check_folder
 from onnxforge.progress import console
 from onnxforge.runtime.providers import ORT_NAMES, ProviderSettings

@@ -1,1 +1,2 @@
-"""Serving: the continuous-batching engine (no HTTP), the OpenAI-compatible FastAPI app over it, its Ray Serve deployment."""
+"""Serving: the continuous-batching engine (no HTTP), the OpenAI-compatible FastAPI app over it, and
+its Ray Serve deployment."""
