@@ -65,7 +65,7 @@ class Decoder:
 
     def new_cache(self, batch: int, capacity: int) -> KVCache:
         """An empty KV cache for `batch` rows of at most `capacity` positions, on the session's device."""
-        return KVCache(self.layout, batch, capacity, self.device, self.device_id)
+        return KVCache.empty(self.layout, batch, capacity, self.device, self.device_id)
 
     def step(
         self, cache: KVCache, input_ids: np.ndarray, attention_mask: np.ndarray, position_ids: np.ndarray,

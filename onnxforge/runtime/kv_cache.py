@@ -43,25 +43,25 @@ class CacheLayout:
 class KVCache:
     """Past keys and values for one batch, bound into an IOBinding before every call."""
 
-    def __init__(self, layout: CacheLayout, batch: int, capacity: int, device: str, device_id: int = 0) -> None:
-        self.layout, self.device, self.device_id = layout, device, device_id
+    def __init__(self, layout: CacheLayout, values: list[ort.OrtValue], capacity: int, device: str = "cpu",
+                 device_id: int = 0) -> None:
+        self.layout, self.values, self.capacity = layout, values, capacity
+        self.device, self.device_id = device, device_id
+
+    @classmethod
+    def empty(cls, layout: CacheLayout, batch: int, capacity: int, device: str, device_id: int = 0) -> KVCache:
+        """A cache for `batch` rows: past of length 0, or a zeroed shared buffer of `capacity` positions."""
         length = capacity if layout.shared_buffer else 0
         shape = (batch, layout.num_kv_heads, length, layout.head_dim)
-        self.values = [
-            ort.OrtValue.ortvalue_from_numpy(np.zeros(shape, layout.dtype), device, device_id)
-            for _ in range(2 * layout.num_layers)
-        ]
-        self.capacity = capacity
+        values = [ort.OrtValue.ortvalue_from_numpy(np.zeros(shape, layout.dtype), device, device_id)
+                  for _ in range(2 * layout.num_layers)]
+        return cls(layout, values, capacity, device, device_id)
 
     @classmethod
     def over(cls, layout: CacheLayout, arrays: list[np.ndarray]) -> KVCache:
         """A shared-buffer cache over host arrays [batch, kv_heads, capacity, head_dim] (views of a larger
         buffer, say), without a copy: the kernel writes into them."""
-        cache = cls.__new__(cls)
-        cache.layout, cache.device, cache.device_id = layout, "cpu", 0
-        cache.values = [ort.OrtValue.ortvalue_from_numpy(array) for array in arrays]
-        cache.capacity = arrays[0].shape[2]
-        return cache
+        return cls(layout, [ort.OrtValue.ortvalue_from_numpy(array) for array in arrays], arrays[0].shape[2])
 
     def bind(self, binding: ort.IOBinding) -> None:
         """Bind the past inputs and the present outputs (to the same buffers when shared)."""

@@ -160,20 +160,19 @@ async def _answer(engine: Engine, codec: TextCodec, metrics: ServerMetrics, conf
     answer = Answer(chat, config.name, len(ids), lambda token: codec.decode([token]))
     flight = InFlight(engine, ids, settings, answer.id, metrics, endpoint)  # QueueFull / BadInput raise here
     events = flight.events()
-    try:
-        first = await anext(events)
-        if not body.stream:
-            answer.add(first)
-            async for event in events:
-                answer.add(event)
-            return JSONResponse(answer.body())
-    except BaseException:
-        flight.close()
-        raise
-    finally:
-        if not body.stream:
+    if body.stream:
+        try:
+            first = await anext(events)  # an error raises here, before any byte is sent
+        except BaseException:
             flight.close()
-    return EventStream(_chunks(first, events, answer, body.include_usage), flight.close)
+            raise
+        return EventStream(_chunks(first, events, answer, body.include_usage), flight.close)
+    try:
+        async for event in events:
+            answer.add(event)
+    finally:
+        flight.close()
+    return JSONResponse(answer.body())
 
 
 async def _chunks(first: TokenEvent, events: AsyncIterator[TokenEvent], answer: Answer,

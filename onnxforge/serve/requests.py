@@ -13,6 +13,7 @@ from onnxforge.runtime.sampling import SamplingSettings, next_tokens
 from onnxforge.runtime.stream import TextStream
 
 STOP, LENGTH, CANCELLED, ERROR = "stop", "length", "cancelled", "error"
+_NOT_READ = np.zeros(1, dtype=bool)  # the seen-tokens argument when there is no repetition penalty
 
 
 @dataclass(frozen=True)
@@ -86,9 +87,7 @@ class Request:
     def choose(self, logits: np.ndarray, stop_ids: frozenset[int]) -> TokenEvent:
         """Pick the next token from this request's logits [vocab] and say what it completed."""
         settings = self.settings
-        scores = self._penalized(logits)
-        if len(self.generated) < settings.min_tokens and stop_ids:
-            scores[list(stop_ids)] = -np.inf
+        scores = self._penalized(logits, stop_ids)
         seen = self._seen_tokens(logits.shape[-1])
         token = int(next_tokens(scores[None], seen[None], settings.sampling, self._generator())[0])
         self._record(token, logits.shape[-1])
@@ -102,15 +101,20 @@ class Request:
             self.finish_reason = reason
         return TokenEvent(token, text, reason, logprob, top)
 
-    def _penalized(self, logits: np.ndarray) -> np.ndarray:
-        settings, scores = self.settings, logits.astype(np.float32, copy=True)
+    def _penalized(self, logits: np.ndarray, stop_ids: frozenset[int]) -> np.ndarray:
+        """The logits with the penalties and the min_tokens ban applied (a copy only when one applies)."""
+        settings, scores = self.settings, logits
         if self._counts is not None and (settings.presence_penalty or settings.frequency_penalty):
-            scores -= settings.presence_penalty * (self._counts > 0) + settings.frequency_penalty * self._counts
+            counts = self._counts
+            scores = scores - (settings.presence_penalty * (counts > 0) + settings.frequency_penalty * counts)
+        if len(self.generated) < settings.min_tokens and stop_ids:
+            scores = scores.copy() if scores is logits else scores
+            scores[list(stop_ids)] = -np.inf
         return scores
 
     def _seen_tokens(self, vocab: int) -> np.ndarray:
         if self.settings.sampling.repetition_penalty == 1:
-            return np.zeros(1, dtype=bool)  # not read without a penalty
+            return _NOT_READ
         if self._seen is None:
             self._seen = np.zeros(vocab, dtype=bool)
             self._seen[self.prompt_ids] = True

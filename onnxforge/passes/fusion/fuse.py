@@ -12,7 +12,7 @@ its `mask_inputs`, `qkv_packing`; this module runs them in order):
   precomputed from the constant inv_freq (max_positions from the model facts).
 - attention -> com.microsoft.GroupQueryAttention (soft cap included), rotary inside the kernel on the
   packed q/k/v (`rotary_in_attention`, default) or outside it as RotaryEmbedding (to every
-  row's real position ids, so left-padded batches stay exact), seqlens_k = total - 1 for every row,
+  row's real position ids, so left-padded batches stay exact), seqlens_k = each row's last 1 in the mask,
   total_sequence_length = the attention_mask's length, and padding carried by an additive
   attention_bias [batch, 1, seq, total] (0 or the lowest finite float) built from attention_mask;
   the kernel applies the causal mask. Graph inputs and outputs keep their names and shapes: with a
