@@ -25,6 +25,9 @@ TOKENIZER_FILE = "tokenizer.json"
 MODEL_FILES = (MODEL_FILE, EXTERNAL_DATA_FILE, MANIFEST_FILE)
 
 INPUT_IDS, ATTENTION_MASK, POSITION_IDS, LOGITS = "input_ids", "attention_mask", "position_ids", "logits"
+# an optional int64 input of a fused graph (a graph input with a default): 0 = logits at every position, k = at
+# each row's last k tokens (its last real token when rows are right-padded); tools that do not know it get all
+LOGITS_TO_KEEP = "logits_to_keep"
 PAST_PREFIX, PRESENT_PREFIX = "past_key_values.", "present."
 KV_KINDS = ("key", "value")
 BATCH_DIM, SEQUENCE_DIM, PAST_DIM = "batch_size", "sequence_length", "past_sequence_length"

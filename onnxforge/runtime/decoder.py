@@ -18,6 +18,7 @@ from onnxforge.folder import (
     INPUT_IDS,
     KV_CACHE_KEY,
     LOGITS,
+    LOGITS_TO_KEEP,
     PAST_PREFIX,
     POSITION_IDS,
     SHARED_BUFFER,
@@ -41,8 +42,17 @@ class Decoder:
         self.device_id = settings.providers.device_id
         self.provider = self.session.get_providers()[0]
         self.output_names = [output.name for output in self.session.get_outputs()]
+        # logits_to_keep = 1: each row's last token only (an OrtValue: bind_cpu_input knows required inputs only)
+        overridable = {i.name for i in self.session.get_overridable_initializers()}
+        self._last_token = (ort.OrtValue.ortvalue_from_numpy(np.array(1, np.int64))
+                            if LOGITS_TO_KEEP in overridable else None)
         self._binding = self.session.io_binding()
         self.run_seconds = 0.0
+
+    @property
+    def last_token_only(self) -> bool:
+        """Whether `step` has the graph compute the logits of each row's last token only (`logits_to_keep`)."""
+        return self._last_token is not None
 
     def empty_past(self, batch: int) -> list[np.ndarray]:
         """Past keys/values of length 0, in input order (key then value for each layer)."""
@@ -72,13 +82,16 @@ class Decoder:
         last: np.ndarray | None = None,
     ) -> np.ndarray:
         """One call through IO binding that updates `cache`; returns float32 logits [batch, vocab] of the last
-        position, or of position `last[row]` in each row (right-padded rows)."""
+        position, or of position `last[row]` in each row (right-padded rows starting at slot 0). A graph with
+        `logits_to_keep` computes only those: each row's last token, as its attention_mask says."""
         binding = self._binding
         binding.clear_binding_inputs()
         binding.clear_binding_outputs()
         binding.bind_cpu_input(INPUT_IDS, input_ids)
         binding.bind_cpu_input(ATTENTION_MASK, attention_mask)
         binding.bind_cpu_input(POSITION_IDS, position_ids)
+        if self._last_token is not None:
+            binding.bind_ortvalue_input(LOGITS_TO_KEEP, self._last_token)
         binding.bind_output(LOGITS, "cpu")
         cache.bind(binding)
         start = time.perf_counter()
@@ -87,7 +100,10 @@ class Decoder:
         logits, *present = binding.get_outputs()
         cache.update(present)
         values = logits.numpy()
-        picked = values[:, -1] if last is None else values[np.arange(len(values)), last]
+        if self._last_token is not None or last is None:
+            picked = values[:, -1]
+        else:
+            picked = values[np.arange(len(values)), last]
         return picked.astype(np.float32, copy=False)
 
 

@@ -60,6 +60,7 @@ from onnxforge.passes.fusion.attention import (
     read_packed_qkv,
     swap_presents,
 )
+from onnxforge.passes.fusion.last_logits import keep_last_logits
 from onnxforge.passes.fusion.mask_inputs import attention_inputs
 from onnxforge.passes.fusion.norms import fuse_norms
 from onnxforge.passes.fusion.qkv_packing import pack_sibling_matmuls
@@ -89,6 +90,7 @@ class FuseConfig(PassConfig):
     norms: bool = True
     pack_qkv: bool = True
     rotary_in_attention: bool = True
+    last_logits: bool = True
 
     def validate(self) -> None:
         check_bools(self)
@@ -106,7 +108,9 @@ class FusePass(OnnxforgePass):
     4. (attention) q/k (RotaryEmbedding'd, or rotated some other way, or not at all), Concat with the
        past, repeated KV heads, scaled (soft-capped) MatMul + mask + Softmax + MatMul ->
        GroupQueryAttention (RotaryEmbedding on the projections or rotary inside), and the metadata
-       `onnxforge.kv_cache = shared_buffer` when every layer fused.
+       `onnxforge.kv_cache = shared_buffer` when every layer fused;
+    5. (last_logits) the optional input `logits_to_keep`: the vocabulary projection at each row's
+       last k tokens only, every position when it is 0 (the default).
     Anything a step does not match is left unchanged.
     """
 
@@ -126,6 +130,8 @@ class FusePass(OnnxforgePass):
             applied["rotary"] = _apply(model, RotaryFusion.rule(max_positions=int(facts["max_positions"])))
         if self.config.attention:
             applied["attention"] = _fuse_attention(model, facts, self.config.rotary_in_attention)
+        if self.config.last_logits:
+            applied["last_logits"] = int(keep_last_logits(model.graph))
         common_passes.RemoveUnusedNodesPass()(model)
         shared = _every_present_from_gqa(model.graph)
         if shared:

@@ -37,6 +37,15 @@ class MaskInputs:
 
 
 
+def row_lengths(add: NodeBuilder, mask: ir.Value) -> ir.Value:
+    """Each row's length [batch] (int64): the index of its last 1 in `mask` [batch, total], plus one."""
+    one = add.constant(np.array(1, np.int64), "row_lengths_one")
+    total = add("Squeeze", [add("Shape", [mask], "mask_length", start=1, end=2)], "mask_length_scalar")
+    slot_numbers = add("Range", [one, add("Add", [total, one], "mask_length_plus_one"), one], "slot_numbers")
+    attended = add("Mul", [add("Cast", [mask], "mask_int64", to=ir.DataType.INT64), slot_numbers], "attended_slots")
+    return add("ReduceMax", [attended, add.constant(np.array([1], np.int64), "axis_1")], "row_lengths", keepdims=0)
+
+
 def attention_inputs(graph: ir.Graph, dtype: ir.DataType) -> MaskInputs | None:
     """GroupQueryAttention's mask inputs, computed by nodes inserted at the start of the graph."""
     inputs = {value.name: value for value in graph.inputs}
@@ -49,10 +58,8 @@ def attention_inputs(graph: ir.Graph, dtype: ir.DataType) -> MaskInputs | None:
     total_scalar = add("Squeeze", [total], "total_scalar")
     total_length = add("Cast", [total_scalar], "total_sequence_length", to=ir.DataType.INT32)
     one = add.constant(np.array(1, np.int64), "one")
-    slot_numbers = add("Range", [one, add("Add", [total_scalar, one], "total_plus_one"), one], "slot_numbers")
-    attended = add("Mul", [add("Cast", [mask], "mask_int64", to=ir.DataType.INT64), slot_numbers], "attended_slots")
-    last_slot = add("Sub", [add("ReduceMax", [attended, add.constant(np.array([1], np.int64), "axis_1")],
-                                "rows_length", keepdims=0), one], "last_slot")
+    lengths = row_lengths(add, mask)
+    last_slot = add("Sub", [lengths, one], "last_slot")
     seqlens_k = add("Cast", [last_slot], "seqlens_k", to=ir.DataType.INT32)
     lowest = np.array(np.finfo(dtype.numpy()).min, dtype.numpy())
     keep = add("Cast", [mask], "keep", to=ir.DataType.BOOL)
@@ -64,7 +71,7 @@ def attention_inputs(graph: ir.Graph, dtype: ir.DataType) -> MaskInputs | None:
                      axis=0)
     bias = add("Expand", [bias_4d, bias_shape], "attention_bias")
     seq_length = add("Cast", [add("Squeeze", [seq], "seq_scalar")], "seq_length", to=ir.DataType.INT32)
-    row_lengths = add("Add", [seqlens_k, add.constant(np.array(1, np.int32), "one_int32")], "row_lengths")
-    query_seqlens = add("Min", [add("Expand", [seq_length, batch], "seq_lengths"), row_lengths], "query_seqlens")
+    lengths_int32 = add("Cast", [lengths], "row_lengths_int32", to=ir.DataType.INT32)
+    query_seqlens = add("Min", [add("Expand", [seq_length, batch], "seq_lengths"), lengths_int32], "query_seqlens")
     graph.insert_before(graph.node(0), add.nodes)
     return MaskInputs(seqlens_k, total_length, bias, query_seqlens)

@@ -13,9 +13,10 @@ import numpy as np
 import onnx_ir as ir
 import pytest
 
-from onnxforge.folder import KV_CACHE_KEY, SHARED_BUFFER
+from onnxforge.folder import KV_CACHE_KEY, LOGITS_TO_KEEP, SHARED_BUFFER
 from onnxforge.passes.base import open_pass_log, set_model_facts, take_pass_log
 from onnxforge.passes.fusion.fuse import FuseConfig, FusePass
+from onnxforge.passes.fusion.last_logits import PREFIX as LAST_LOGITS_PREFIX
 from onnxforge.runtime.decoder import Decoder
 from onnxforge.runtime.generate import GenerationSettings, Generator
 from onnxforge.runtime.loop import pad_rows
@@ -97,11 +98,13 @@ def test_the_fused_graph_uses_the_contrib_kernels_and_keeps_its_signature(llama:
     assert counts["GroupQueryAttention"] == layers == reads_packed_qkv(model) and counts["RotaryEmbedding"] == 0
     assert counts["SkipSimplifiedLayerNormalization"] == 2 * layers and counts["SimplifiedLayerNormalization"] == 1
     assert counts["Split"] == 0 and counts["MatMul"] == 5 * layers + 1  # qkv, o, gate, up, down; lm_head
-    assert model.graph.num_nodes() < original.graph.num_nodes() / 3
+    kept_logits = sum(1 for node in model.graph if node.name.startswith(LAST_LOGITS_PREFIX))  # its own input
+    assert 0 < kept_logits < 30 and model.graph.num_nodes() - kept_logits < original.graph.num_nodes() / 3
     assert model.metadata_props[KV_CACHE_KEY] == SHARED_BUFFER
-    assert [v.name for v in model.graph.inputs] == [v.name for v in original.graph.inputs]
+    assert [v.name for v in model.graph.inputs] == [v.name for v in original.graph.inputs] + [LOGITS_TO_KEEP]
     assert [v.name for v in model.graph.outputs] == [v.name for v in original.graph.outputs]
     assert entry["pass"] == "fuse" and entry["fused"]["GroupQueryAttention"] == layers and entry["shared_kv_buffer"]
+    assert entry["rules_applied"]["last_logits"] == 1
     assert entry["nodes_after"] == model.graph.num_nodes() < entry["nodes_before"]
 
 
@@ -176,7 +179,7 @@ def test_projection_biases_are_packed_too(arch: str, export_tiny: Callable[[str]
 
 def test_a_graph_it_cannot_match_is_left_as_it_was(export_tiny: Callable[[str], Path], tmp_path: Path) -> None:
     folder = export_tiny("gpt2")  # LayerNorm, Gemm projections, learned positions: only its attention would fuse
-    model, entry = fuse_folder(folder, tmp_path / "m", FuseConfig(attention=False))
+    model, entry = fuse_folder(folder, tmp_path / "m", FuseConfig(attention=False, last_logits=False))
     assert op_counts(model) == op_counts(ir.load(folder / "model.onnx"))
     assert KV_CACHE_KEY not in model.metadata_props and not entry["shared_kv_buffer"]
     assert entry["fused"] == {} and entry["nodes_after"] == entry["nodes_before"]
@@ -190,7 +193,8 @@ def test_the_config_is_checked() -> None:
     with pytest.raises(ValueError, match="norms must be true or false"):
         FuseConfig(norms=1)  # type: ignore[arg-type]
     assert FuseConfig(attention=False, rotary=False).to_json() == {
-        "attention": False, "rotary": False, "norms": True, "pack_qkv": True, "rotary_in_attention": True}
+        "attention": False, "rotary": False, "norms": True, "pack_qkv": True, "rotary_in_attention": True,
+        "last_logits": True}
 
 
 def test_a_second_fuse_changes_nothing_and_says_so(fused: tuple[Path, ir.Model, dict[str, Any]]) -> None:
