@@ -20,6 +20,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     serve.add_argument("--port", type=int, default=8000, help="default %(default)s")
     serve.add_argument("--max-batch", type=int, default=8, help="requests decoded together (KV slots; default 8)")
     serve.add_argument("--max-queue", type=int, default=64, help="requests waiting for a slot before 429 (default 64)")
+    serve.add_argument("--max-prefill-tokens", type=int, default=2048,
+                       help="prompt tokens prefilled per step before the running requests decode again (default 2048)")
     serve.add_argument("--context", type=int, help="tokens per slot, prompt included (default 2048 or the model's)")
     serve.add_argument("--max-tokens-per-request", type=int, help="largest max_tokens a request may ask for")
     serve.add_argument("--api-key", help="require Authorization: Bearer KEY on every endpoint but /health")
@@ -46,12 +48,13 @@ def run(args: argparse.Namespace) -> int:
     except ImportError as error:
         raise missing_extra(error, "serving", "serve") from None
     check_folder(args.dir)
-    for flag in ("max_batch", "port", "threads", "max_queue"):
-        if getattr(args, flag) < 0 or (flag == "max_batch" and args.max_batch < 1):
+    for flag in ("max_batch", "port", "threads", "max_queue", "max_prefill_tokens"):
+        if getattr(args, flag) < 0 or (flag in ("max_batch", "max_prefill_tokens") and getattr(args, flag) < 1):
             raise BadInput(f"--{flag.replace('_', '-')} is {getattr(args, flag)}: give a positive number")
     session = SessionSettings(ProviderSettings.parse(args.provider, threads=args.threads))
     config = ServerConfig(args.dir, args.model_name, session, args.max_batch, args.max_queue,
-                          args.max_tokens_per_request, args.context, args.api_key)
+                          args.max_tokens_per_request, args.context, args.api_key,
+                          max_prefill_tokens=args.max_prefill_tokens)
     console.print(f"serving {config.name} on http://{args.host}:{args.port}/v1 (/health, /metrics)")
     if args.ray:
         _run_on_ray(args, config)

@@ -49,6 +49,7 @@ class ServerConfig:
     max_tokens_per_request: int | None = None
     context: int | None = None
     api_key: str | None = None
+    max_prefill_tokens: int = 2048  # padded prompt tokens per engine step
     max_body_bytes: int = 1 << 20
     replica: str = ""  # under Ray Serve: which replica answers (the x-onnxforge-replica header)
     load_in_background: bool = True  # False: the app starts only once the model is loaded (a Ray replica)
@@ -75,7 +76,8 @@ class ServedModel:
             config = self.config
             codec = TextCodec(config.folder)
             engine = Engine(Decoder(config.folder, config.session), codec.decode, frozenset(codec.stop_ids()),
-                            config.max_batch, config.max_queue, config.context)
+                            config.max_batch, config.max_queue, config.context,
+                            prefill_budget=config.max_prefill_tokens)
         except Exception as error:  # noqa: BLE001 - reported by /health and the log, the server stays up
             self.load_error = str(error)
             log.error("could not load %s: %s", self.config.folder, error)

@@ -5,10 +5,13 @@ Design (after vLLM's scheduler and llama-server's slots, written for our graph):
   0..n-1 of the row. The fused graph reads each row's length from its attention_mask and
   GroupQueryAttention writes each row's new key at that row's next position, so rows at
   different positions share one decode call (`onnxforge.batch_rows = independent`).
-- One `step()`: first admit waiting requests while slots are free, prefilled together by one call
-  (right-padded: each row's tokens from position 0, its length from its mask) straight into the
-  next free rows, up to `prefill_budget` padded prompt tokens per step (at least one request);
-  then one decode call over all running rows. A request joins the batch in the step it
+- One `step()`: first admit waiting requests while slots are free, prefilled together in calls of
+  up to `prefill_chunk` padded prompt tokens (right-padded: each row's tokens from position 0,
+  its length from its mask) straight into the next free rows, each call's first tokens sent at
+  once, until `prefill_budget` padded tokens were prefilled in this step; then one decode call
+  over all running rows. A burst of requests is admitted within a step or two (its last first
+  token comes as soon as the prefill compute allows) while a running request waits at most one
+  budget's prefill for its next token. A request joins the batch in the step it
   arrives and leaves it in the step it ends (its row is refilled by the last one), so a short
   request never waits for a long one.
 - A request cancelled (client gone) is dropped at the start of the next step and its slot freed.
@@ -46,7 +49,7 @@ class Engine:
 
     def __init__(self, decoder: Decoder, decode_text: Callable[[list[int]], str], stop_ids: frozenset[int],
                  max_batch: int = 8, max_queue: int = 64, context: int | None = None,
-                 prefill_budget: int = 512) -> None:
+                 prefill_chunk: int = 512, prefill_budget: int = 2048) -> None:
         layout = decoder.layout
         if not (layout.shared_buffer and layout.independent_rows):
             raise BadInput("this folder's attention is not fused for batching: serve the output of "
@@ -54,10 +57,12 @@ class Engine:
         if decoder.device != "cpu":
             raise BadInput(f"serving runs on the CPU provider for now (the KV slots are host memory), not "
                            f"{decoder.provider}: pass --provider cpu")
-        if max_batch < 1 or max_queue < 0:
-            raise BadInput(f"max batch must be >= 1 and max queue >= 0, got {max_batch} and {max_queue}")
+        if max_batch < 1 or max_queue < 0 or min(prefill_chunk, prefill_budget) < 1:
+            raise BadInput(f"max batch and the prefill tokens must be >= 1 and max queue >= 0, got {max_batch}, "
+                           f"{prefill_chunk}/{prefill_budget} and {max_queue}")
         self.decoder, self.decode_text, self.stop_ids = decoder, decode_text, stop_ids
-        self.max_batch, self.max_queue, self.prefill_budget = max_batch, max_queue, prefill_budget
+        self.max_batch, self.max_queue = max_batch, max_queue
+        self.prefill_chunk, self.prefill_budget = prefill_chunk, prefill_budget
         self.context = _engine_context(decoder, context)
         self.slots = SlotMemory(layout, max_batch, self.context)
         self.running: list[Request] = []  # running[i] owns slot row i
@@ -127,26 +132,28 @@ class Engine:
                 self._free(row)
 
     def _admit(self) -> bool:
-        batch = self._admissible()
-        if not batch:
-            return False
-        first = len(self.running)
-        logits = self._prefill(first, [request.prompt_ids for request in batch])
-        self.running.extend(batch)
-        for offset in range(len(batch)):
-            self._emit(first + offset, logits[offset])
-        for row in reversed(range(first, first + len(batch))):
-            if self.running[row].finish_reason is not None:
-                self._free(row)
-        return True
+        """Prefill waiting requests into free slots, chunk by chunk, up to this step's budget."""
+        spent = 0
+        while spent < self.prefill_budget and (batch := self._admissible()):
+            first = len(self.running)
+            prompts = [request.prompt_ids for request in batch]
+            logits = self._prefill(first, prompts)
+            self.running.extend(batch)
+            for offset in range(len(batch)):
+                self._emit(first + offset, logits[offset])
+            for row in reversed(range(first, first + len(batch))):
+                if self.running[row].finish_reason is not None:
+                    self._free(row)
+            spent += len(batch) * max(map(len, prompts))
+        return spent > 0
 
     def _admissible(self) -> list[Request]:
-        """Waiting requests for the free slots whose padded prompts fit the budget (at least one)."""
+        """Waiting requests for the free slots whose padded prompts fit one chunk (at least one)."""
         batch: list[Request] = []
         with self._wake:
             while self._waiting and len(self.running) + len(batch) < self.max_batch:
                 longest = max([len(r.prompt_ids) for r in batch] + [len(self._waiting[0].prompt_ids)])
-                if batch and longest * (len(batch) + 1) > self.prefill_budget:
+                if batch and longest * (len(batch) + 1) > self.prefill_chunk:
                     break
                 batch.append(self._waiting.popleft())
         return batch

@@ -148,3 +148,17 @@ def test_logprobs_are_the_models_and_stop_ids_end_a_request_after_min_tokens(
     assert first.logprob <= 0 and np.exp([p for _, p in first.top_logprobs]).sum() <= 1 + 1e-6
     assert expected[0] not in held.tokens[:4] and len(held.tokens) >= 5
     assert held.finish_reason == LENGTH or held.tokens[-1] == expected[0]
+
+
+def test_a_burst_is_prefilled_in_chunks_up_to_the_step_budget(fused_tiny: Callable[[str], Path]) -> None:
+    folder = fused_tiny("llama")
+    ids = _ids(folder, PROMPTS[1])
+    engine = _engine(folder, max_batch=8, prefill_chunk=2 * len(ids), prefill_budget=4 * len(ids))
+    collectors = [_submit(engine, ids, 10)[1] for _ in range(6)]
+    engine.step()  # two chunks of two prompts each (the budget), then one decode call over the four
+    assert [len(c.tokens) for c in collectors] == [2, 2, 2, 2, 0, 0] and engine.waiting == 2
+    engine.step()  # the last two join, the others decode on
+    assert [len(c.tokens) for c in collectors] == [3, 3, 3, 3, 2, 2] and engine.waiting == 0
+    _run(engine)
+    alone = greedy_continuations(Decoder(folder), [ids], 10)[0]
+    assert all(c.tokens == alone for c in collectors)
