@@ -58,12 +58,16 @@ def check_positive_int(name: str, value: int) -> None:
         raise ConfigError(f"{name} must be a whole number >= 1, got {value!r}")
 
 
+def check_bool(name: str, value: bool) -> None:
+    """`value` is true or false."""
+    if not isinstance(value, bool):
+        raise ConfigError(f"{name} must be true or false, got {value!r}")
+
+
 def check_bools(config: PassConfig) -> None:
     """Every field of `config` is true or false."""
     for field in dataclasses.fields(config):
-        value = getattr(config, field.name)
-        if not isinstance(value, bool):
-            raise ConfigError(f"{field.name} must be true or false, got {value!r}")
+        check_bool(field.name, getattr(config, field.name))
 
 
 class PassRefused(BadInput, ir.passes.PreconditionError):

@@ -5,7 +5,9 @@ output. Its score is `Σ_k |down[j, k]|` times, when activation-aware (Wanda-sty
 L2 norm of channel j of down_proj's input over the calibration tokens. The lowest-scoring
 channels are removed per layer (the same ratio everywhere) or globally (one threshold for all
 layers, at most `max_layer_ratio` of any layer). Counts are rounded to `multiple_of` so the
-kernels keep aligned shapes. The tensors really shrink: parameters and file size drop.
+kernels keep aligned shapes. The tensors really shrink: parameters and file size drop. With
+`compensate` (default) down_proj's kept rows are refit by least squares on the calibration
+activations to stand in for the removed ones (`compensation.py`).
 """
 
 from __future__ import annotations
@@ -15,8 +17,16 @@ import dataclasses
 import numpy as np
 import onnx_ir as ir
 
-from onnxforge.passes.base import PassConfig, check_choice, check_fraction, check_positive_int, model_facts
+from onnxforge.passes.base import (
+    PassConfig,
+    check_bool,
+    check_choice,
+    check_fraction,
+    check_positive_int,
+    model_facts,
+)
 from onnxforge.passes.ir_utils import forget_intermediate_shapes, replace_weight
+from onnxforge.passes.prune.compensation import refit
 from onnxforge.passes.prune.projections import Projection, StructuralPass, projection
 
 SCORINGS = ("magnitude", "activation")
@@ -32,6 +42,7 @@ class PruneFfnConfig(PassConfig):
     scope: str = "layer"
     multiple_of: int = 8
     max_layer_ratio: float = 0.9
+    compensate: bool = True
 
     def validate(self) -> None:
         check_fraction("ratio", self.ratio, high=0.95)
@@ -39,6 +50,7 @@ class PruneFfnConfig(PassConfig):
         check_choice("scope", self.scope, SCOPES)
         check_positive_int("multiple_of", self.multiple_of)
         check_fraction("max_layer_ratio", self.max_layer_ratio)
+        check_bool("compensate", self.compensate)
 
 
 class PruneFfnPass(StructuralPass):
@@ -46,7 +58,8 @@ class PruneFfnPass(StructuralPass):
 
     1. Find each layer's gate/up/down MatMuls by their weight names.
     2. Score the channels (magnitude, or magnitude times calibration input norms).
-    3. Choose the channels to keep (per layer or global), slice the three weights.
+    3. Choose the channels to keep (per layer or global), slice gate and up, and slice (or refit,
+       with `compensate`) down.
     """
 
     name = "prune-ffn"
@@ -59,23 +72,31 @@ class PruneFfnPass(StructuralPass):
             [projection(model, i, name) for name in ("gate_proj", "up_proj", "down_proj")]
             for i in range(model_facts(model)["num_layers"])
         ]
-        scores = self._scores(model, [down for _, _, down in layers])
+        downs = [down for _, _, down in layers]
+        grams = self._grams(model, downs)
+        scores = self._scores(downs, grams)
         keep = choose_kept(scores, self.config)
-        for (gate, up, down), kept in zip(layers, keep):
+        refits = grams if self.config.compensate else [None] * len(layers)
+        for (gate, up, down), kept, gram in zip(layers, keep, refits or []):
             replace_weight(gate.weight, gate.array()[:, kept])
             replace_weight(up.weight, up.array()[:, kept])
-            replace_weight(down.weight, down.array()[kept, :])
+            replace_weight(down.weight, down.array()[kept, :] if gram is None else refit(down.array(), kept, gram))
         forget_intermediate_shapes(model.graph)
         removed = [len(s) - len(k) for s, k in zip(scores, keep)]
         log.write(channels_removed=removed, channels_of=len(scores[0]))
         return ir.passes.PassResult(model, modified=any(removed))
 
-    def _scores(self, model: ir.Model, downs: list[Projection]) -> list[np.ndarray]:
+    def _grams(self, model: ir.Model, downs: list[Projection]) -> list[np.ndarray] | None:
+        """XᵀX of each down_proj's input on the calibration text, when scoring or compensation needs it."""
+        if self.config.scoring == "magnitude" and not self.config.compensate:
+            return None
+        return self.input_statistics(model, downs, "input_covariances", "FFN input covariances")
+
+    def _scores(self, downs: list[Projection], grams: list[np.ndarray] | None) -> list[np.ndarray]:
         magnitudes = [np.abs(down.array()).sum(axis=1) for down in downs]
         if self.config.scoring == "magnitude":
             return magnitudes
-        norms = self.input_statistics(model, downs, "channel_norms", "FFN channel norms")
-        return [magnitude * norm for magnitude, norm in zip(magnitudes, norms)]
+        return [magnitude * np.sqrt(np.diag(gram)) for magnitude, gram in zip(magnitudes, grams or [])]
 
 
 def choose_kept(scores: list[np.ndarray], config: PruneFfnConfig) -> list[np.ndarray]:

@@ -12,7 +12,9 @@ row's input channel. A KV group scores the sum of its query heads.
 
 The same number is removed in every layer (the runtime's cache has one shape for all layers);
 which heads go is chosen per layer. Removal counts are whole heads: the ratio is rounded to the
-nearest achievable step and the realised fraction is recorded.
+nearest achievable step and the realised fraction is recorded. With `compensate` (default)
+o_proj's kept rows are refit by least squares on the calibration activations to stand in for
+the removed heads (`compensation.py`).
 """
 
 from __future__ import annotations
@@ -23,10 +25,11 @@ import numpy as np
 import onnx_ir as ir
 
 from onnxforge.folder import PAST_PREFIX, PRESENT_PREFIX, present_name
-from onnxforge.passes.base import PassConfig, check_choice, check_fraction, model_facts, set_model_facts
+from onnxforge.passes.base import PassConfig, check_bool, check_choice, check_fraction, model_facts, set_model_facts
 from onnxforge.passes.ir_utils import add_initializer, forget_intermediate_shapes, replace_weight
+from onnxforge.passes.prune.compensation import refit
 from onnxforge.passes.prune.ffn import SCORINGS
-from onnxforge.passes.prune.projections import StructuralPass, projection
+from onnxforge.passes.prune.projections import Projection, StructuralPass, projection
 
 MODES = ("query", "kv_groups")
 
@@ -38,11 +41,13 @@ class PruneHeadsConfig(PassConfig):
     ratio: float = 0.25
     mode: str = "query"
     scoring: str = "activation"
+    compensate: bool = True
 
     def validate(self) -> None:
         check_fraction("ratio", self.ratio)
         check_choice("mode", self.mode, MODES)
         check_choice("scoring", self.scoring, SCORINGS)
+        check_bool("compensate", self.compensate)
 
 
 class PruneHeadsPass(StructuralPass):
@@ -63,7 +68,9 @@ class PruneHeadsPass(StructuralPass):
         log = self.log(model)
         groups, per_group = facts["num_kv_heads"], facts["num_heads"] // facts["num_kv_heads"]
         removed = self._removed_count(groups, per_group)
-        scores = self._head_scores(model, facts)
+        outs = [projection(model, i, "o_proj") for i in range(facts["num_layers"])]
+        grams = self._grams(model, outs)
+        scores = self._head_scores(outs, grams, facts)
         kept_groups, kept_heads = [], []
         for layer, head_scores in enumerate(scores):
             by_group = head_scores.reshape(groups, per_group)
@@ -74,7 +81,8 @@ class PruneHeadsPass(StructuralPass):
                 groups_kept = np.arange(groups)
                 best = [np.sort(np.argsort(by_group[g], kind="stable")[removed:]) for g in groups_kept]
                 heads = [int(g * per_group + j) for g, kept in zip(groups_kept, best) for j in kept]
-            _slice_layer(model, layer, facts["head_dim"], list(groups_kept), heads)
+            refit_gram = grams[layer] if grams and self.config.compensate else None
+            _slice_layer(model, layer, facts["head_dim"], list(groups_kept), heads, refit_gram)
             kept_groups.append(groups_kept.tolist())
             kept_heads.append(heads)
         new_groups, new_heads = len(kept_groups[0]), len(kept_heads[0])
@@ -102,12 +110,16 @@ class PruneHeadsPass(StructuralPass):
             )
         return removed
 
-    def _head_scores(self, model: ir.Model, facts: dict) -> list[np.ndarray]:
-        outs = [projection(model, i, "o_proj") for i in range(facts["num_layers"])]
+    def _grams(self, model: ir.Model, outs: list[Projection]) -> list[np.ndarray] | None:
+        """XᵀX of each o_proj's input on the calibration text, when scoring or compensation needs it."""
+        if self.config.scoring == "magnitude" and not self.config.compensate:
+            return None
+        return self.input_statistics(model, outs, "input_covariances", "attention head covariances")
+
+    def _head_scores(self, outs: list[Projection], grams: list[np.ndarray] | None, facts: dict) -> list[np.ndarray]:
         rows = [np.abs(o.array()).sum(axis=1) for o in outs]
         if self.config.scoring == "activation":
-            norms = self.input_statistics(model, outs, "channel_norms", "attention head norms")
-            rows = [row * norm for row, norm in zip(rows, norms)]
+            rows = [row * np.sqrt(np.diag(gram)) for row, gram in zip(rows, grams or [])]
         return [row.reshape(facts["num_heads"], facts["head_dim"]).sum(axis=1) for row in rows]
 
 
@@ -115,8 +127,10 @@ def _columns(blocks: list[int], size: int) -> np.ndarray:
     return np.concatenate([np.arange(b * size, (b + 1) * size) for b in blocks])
 
 
-def _slice_layer(model: ir.Model, layer: int, head_dim: int, groups: list[int], heads: list[int]) -> None:
-    """Keep the given query heads (q columns, o rows) and KV groups (k/v columns), biases included."""
+def _slice_layer(model: ir.Model, layer: int, head_dim: int, groups: list[int], heads: list[int],
+                 gram: np.ndarray | None) -> None:
+    """Keep the given query heads (q columns, o rows: refit when `gram` is given) and KV groups (k/v columns),
+    biases included."""
     query, kv = _columns(heads, head_dim), _columns(groups, head_dim)
     for name, kept in (("q_proj", query), ("k_proj", kv), ("v_proj", kv)):
         proj = projection(model, layer, name)
@@ -124,7 +138,7 @@ def _slice_layer(model: ir.Model, layer: int, head_dim: int, groups: list[int], 
         if proj.bias is not None:
             replace_weight(proj.bias, proj.bias.const_value.numpy()[kept])
     out = projection(model, layer, "o_proj")
-    replace_weight(out.weight, out.array()[query, :])
+    replace_weight(out.weight, out.array()[query, :] if gram is None else refit(out.array(), query, gram))
 
 
 def _rewrite_expansion(graph: ir.Graph, facts: dict, groups: int, per_group: int) -> None:

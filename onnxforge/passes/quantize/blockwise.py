@@ -19,6 +19,8 @@ import dataclasses
 
 import numpy as np
 
+from onnxforge.passes.reconstruction import reconstruct_rows
+
 METHODS = ("rtn", "gptq", "hqq")
 
 
@@ -119,19 +121,14 @@ def _gptq_codes(
     weight: np.ndarray, gram: np.ndarray, scales: np.ndarray, zeros: np.ndarray, bits: int, block: int
 ) -> np.ndarray:
     """GPTQ on a fixed grid: rows in order, each row's rounding error spread over the later rows."""
-    work = weight.astype(np.float64).copy()
-    hessian = gram.astype(np.float64).copy()
-    dead = np.diag(hessian) == 0
-    hessian[dead, dead] = 1.0
-    work[dead] = 0.0
-    hessian[np.diag_indices_from(hessian)] += 0.01 * np.mean(np.diag(hessian))
-    upper = np.linalg.cholesky(np.linalg.inv(hessian)).T
-    codes = np.empty(work.shape, np.float32)
-    for row in range(work.shape[0]):
+    codes = np.empty(weight.shape, np.float32)
+
+    def nearest_on_grid(row: int, work: np.ndarray, _: np.ndarray) -> np.ndarray:
         scale, zero = scales[:, row // block], zeros[:, row // block].astype(np.float32)
         codes[row] = _round(work[row], scale, zero, bits)
-        error = (work[row] - (codes[row] - zero) * scale) / upper[row, row]
-        work[row + 1 :] -= np.outer(upper[row, row + 1 :], error)
+        return (codes[row] - zero) * scale
+
+    reconstruct_rows(weight, gram, nearest_on_grid)
     return codes.T
 
 

@@ -1,0 +1,31 @@
+"""Closed-form compensation after structured pruning: the projection reading the pruned channels, refit.
+
+Removing channels of an activation X [tokens, F] (FFN channels before down_proj, attention heads
+before o_proj) leaves that projection W [F, H] reading only the kept ones. Instead of only dropping
+the removed rows, W is refit by least squares on the calibration activations, so that X_kept W'
+is as close as the kept channels allow to X W (as FLAP/FASP-style compensation does):
+
+    W' = W_kept + (G_kk + λI)⁻¹ G_kr W_removed,    G = XᵀX over the calibration tokens,
+
+the kept rows plus the combination of kept channels that best stands in for the removed rows'
+contribution (W' = W_kept exactly when nothing is removed). λ = DAMPING × mean(diag G_kk), as
+GPTQ damps its Hessian, keeps the solve stable when channels are nearly collinear.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from onnxforge.passes.reconstruction import DAMPING
+
+
+def refit(weight: np.ndarray, kept: np.ndarray, gram: np.ndarray) -> np.ndarray:
+    """The rows `kept` of `weight` [F, H], refit to stand in for the others on activations with Gram `gram` [F, F]."""
+    removed = np.setdiff1d(np.arange(weight.shape[0]), kept)
+    if removed.size == 0:
+        return weight[kept]
+    kept_gram = gram[np.ix_(kept, kept)]
+    damped = kept_gram + DAMPING * float(np.mean(np.diag(kept_gram))) * np.eye(len(kept))
+    target = gram[np.ix_(kept, removed)] @ weight[removed].astype(np.float64)
+    correction = np.linalg.solve(damped, target)
+    return (weight[kept] + correction).astype(weight.dtype)
