@@ -84,6 +84,11 @@ class Calibration:
             raise BadInput(f"calibration text holds fewer than {settings.max_tokens} tokens: use a longer file")
         return cls(rows, settings.threads, settings.file or "shipped boolq passages")
 
+    @property
+    def tokens(self) -> int:
+        """Calibration tokens over all rows."""
+        return sum(len(row) for row in self.rows)
+
     def to_json(self) -> dict:
         """What the calibration used, for onnxforge.json."""
         return {"source": self.source, "samples": len(self.rows), "tokens_per_sample": int(len(self.rows[0]))}

@@ -10,6 +10,12 @@ is as close as the kept channels allow to X W (as FLAP/FASP-style compensation d
 the kept rows plus the combination of kept channels that best stands in for the removed rows'
 contribution (W' = W_kept exactly when nothing is removed). λ = DAMPING × mean(diag G_kk), as
 GPTQ damps its Hessian, keeps the solve stable when channels are nearly collinear.
+
+A least-squares fit over K kept channels from too few tokens fits the calibration text, not the
+model: with 1,024 tokens for SmolLM2's 1,152 kept FFN channels the refit model was worse than
+the sliced one. The refit is made only with at least MIN_TOKENS_PER_CHANNEL calibration tokens
+per kept channel (the default 32 x 256 tokens are enough there); otherwise the rows are only
+sliced and the pass record says `refit: false`.
 """
 
 from __future__ import annotations
@@ -17,6 +23,13 @@ from __future__ import annotations
 import numpy as np
 
 from onnxforge.passes.reconstruction import DAMPING
+
+MIN_TOKENS_PER_CHANNEL = 4
+
+
+def enough_tokens(tokens: int, kept_channels: int) -> bool:
+    """Whether `tokens` calibration tokens are enough to refit a projection over `kept_channels` inputs."""
+    return tokens >= MIN_TOKENS_PER_CHANNEL * kept_channels
 
 
 def refit(weight: np.ndarray, kept: np.ndarray, gram: np.ndarray) -> np.ndarray:

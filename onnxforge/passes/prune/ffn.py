@@ -26,7 +26,7 @@ from onnxforge.passes.base import (
     model_facts,
 )
 from onnxforge.passes.ir_utils import forget_intermediate_shapes, replace_weight
-from onnxforge.passes.prune.compensation import refit
+from onnxforge.passes.prune.compensation import enough_tokens, refit
 from onnxforge.passes.prune.projections import Projection, StructuralPass, projection
 
 SCORINGS = ("magnitude", "activation")
@@ -76,14 +76,16 @@ class PruneFfnPass(StructuralPass):
         grams = self._grams(model, downs)
         scores = self._scores(downs, grams)
         keep = choose_kept(scores, self.config)
-        refits = grams if self.config.compensate else [None] * len(layers)
+        refitted = bool(grams) and self.config.compensate and enough_tokens(
+            self.calibrated().tokens, max(map(len, keep)))
+        refits = grams if refitted else [None] * len(layers)
         for (gate, up, down), kept, gram in zip(layers, keep, refits or []):
             replace_weight(gate.weight, gate.array()[:, kept])
             replace_weight(up.weight, up.array()[:, kept])
             replace_weight(down.weight, down.array()[kept, :] if gram is None else refit(down.array(), kept, gram))
         forget_intermediate_shapes(model.graph)
         removed = [len(s) - len(k) for s, k in zip(scores, keep)]
-        log.write(channels_removed=removed, channels_of=len(scores[0]))
+        log.write(channels_removed=removed, channels_of=len(scores[0]), refit=refitted)
         return ir.passes.PassResult(model, modified=any(removed))
 
     def _grams(self, model: ir.Model, downs: list[Projection]) -> list[np.ndarray] | None:

@@ -27,7 +27,7 @@ import onnx_ir as ir
 from onnxforge.folder import PAST_PREFIX, PRESENT_PREFIX, present_name
 from onnxforge.passes.base import PassConfig, check_bool, check_choice, check_fraction, model_facts, set_model_facts
 from onnxforge.passes.ir_utils import add_initializer, forget_intermediate_shapes, replace_weight
-from onnxforge.passes.prune.compensation import refit
+from onnxforge.passes.prune.compensation import enough_tokens, refit
 from onnxforge.passes.prune.ffn import SCORINGS
 from onnxforge.passes.prune.projections import Projection, StructuralPass, projection
 
@@ -71,6 +71,9 @@ class PruneHeadsPass(StructuralPass):
         outs = [projection(model, i, "o_proj") for i in range(facts["num_layers"])]
         grams = self._grams(model, outs)
         scores = self._head_scores(outs, grams, facts)
+        heads_left = facts["num_heads"] - removed * (per_group if self.config.mode == "kv_groups" else groups)
+        refitted = bool(grams) and self.config.compensate and enough_tokens(
+            self.calibrated().tokens, heads_left * facts["head_dim"])
         kept_groups, kept_heads = [], []
         for layer, head_scores in enumerate(scores):
             by_group = head_scores.reshape(groups, per_group)
@@ -81,7 +84,7 @@ class PruneHeadsPass(StructuralPass):
                 groups_kept = np.arange(groups)
                 best = [np.sort(np.argsort(by_group[g], kind="stable")[removed:]) for g in groups_kept]
                 heads = [int(g * per_group + j) for g, kept in zip(groups_kept, best) for j in kept]
-            refit_gram = grams[layer] if grams and self.config.compensate else None
+            refit_gram = grams[layer] if refitted else None
             _slice_layer(model, layer, facts["head_dim"], list(groups_kept), heads, refit_gram)
             kept_groups.append(groups_kept.tolist())
             kept_heads.append(heads)
@@ -96,6 +99,7 @@ class PruneHeadsPass(StructuralPass):
             kv_heads_after=new_groups,
             removed_fraction=round(1 - new_heads / facts["num_heads"], 4),
             kept_heads=kept_heads,
+            refit=refitted,
         )
         return ir.passes.PassResult(model, modified=True)
 

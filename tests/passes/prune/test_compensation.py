@@ -109,3 +109,13 @@ def test_a_dropped_layer_can_leave_its_mean_update_behind(export_tiny, tmp_path:
     calibration.run(original, [entering, leaving], lambda arrays: updates.append((arrays[1] - arrays[0])[0]), "test")
     expected = np.concatenate(updates).mean(axis=0)
     np.testing.assert_allclose(constant.const_value.numpy(), expected, rtol=1e-4, atol=1e-6)
+
+
+def test_too_little_calibration_text_slices_instead_of_refitting(export_tiny, tmp_path: Path) -> None:  # noqa: ANN001
+    source, few = export_tiny("llama"), "[calibration]\nsamples = 2\nmax_tokens = 32\n\n"  # 64 tokens, 64 channels
+    for compensate in ("true", "false"):
+        manifest = run_recipe(source, tmp_path / compensate,
+                              f'{few}[[passes]]\nname = "prune-ffn"\nratio = 0.5\ncompensate = {compensate}')
+        assert manifest["passes"][-1]["refit"] is False
+    np.testing.assert_array_equal(_calibration_logits(tmp_path / "true", source),
+                                  _calibration_logits(tmp_path / "false", source))
