@@ -32,10 +32,11 @@ def enough_tokens(tokens: int, kept_channels: int) -> bool:
     return tokens >= MIN_TOKENS_PER_CHANNEL * kept_channels
 
 
-def refit(weight: np.ndarray, kept: np.ndarray, gram: np.ndarray) -> np.ndarray:
-    """The rows `kept` of `weight` [F, H], refit to stand in for the others on activations with Gram `gram` [F, F]."""
+def refit(weight: np.ndarray, kept: np.ndarray, gram: np.ndarray | None) -> np.ndarray:
+    """The rows `kept` of `weight` [F, H], refit to stand in for the others on activations with Gram `gram` [F, F]
+    (only sliced when `gram` is None)."""
     removed = np.setdiff1d(np.arange(weight.shape[0]), kept)
-    if removed.size == 0:
+    if gram is None or removed.size == 0:
         return weight[kept]
     kept_gram = gram[np.ix_(kept, kept)]
     damped = kept_gram + DAMPING * float(np.mean(np.diag(kept_gram))) * np.eye(len(kept))

@@ -79,10 +79,10 @@ class PruneFfnPass(StructuralPass):
         refitted = bool(grams) and self.config.compensate and enough_tokens(
             self.calibrated().tokens, max(map(len, keep)))
         refits = grams if refitted else [None] * len(layers)
-        for (gate, up, down), kept, gram in zip(layers, keep, refits or []):
+        for (gate, up, down), kept, gram in zip(layers, keep, refits):
             replace_weight(gate.weight, gate.array()[:, kept])
             replace_weight(up.weight, up.array()[:, kept])
-            replace_weight(down.weight, down.array()[kept, :] if gram is None else refit(down.array(), kept, gram))
+            replace_weight(down.weight, refit(down.array(), kept, gram))
         forget_intermediate_shapes(model.graph)
         removed = [len(s) - len(k) for s, k in zip(scores, keep)]
         log.write(channels_removed=removed, channels_of=len(scores[0]), refit=refitted)

@@ -142,7 +142,7 @@ def _slice_layer(model: ir.Model, layer: int, head_dim: int, groups: list[int], 
         if proj.bias is not None:
             replace_weight(proj.bias, proj.bias.const_value.numpy()[kept])
     out = projection(model, layer, "o_proj")
-    replace_weight(out.weight, out.array()[query, :] if gram is None else refit(out.array(), query, gram))
+    replace_weight(out.weight, refit(out.array(), query, gram))
 
 
 def _rewrite_expansion(graph: ir.Graph, facts: dict, groups: int, per_group: int) -> None:
