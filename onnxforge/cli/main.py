@@ -12,7 +12,20 @@ import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 
-from onnxforge.cli import bench, bench_serve, chat, compress, demo, export, generate, passes, report, serve, validate
+from onnxforge.cli import (
+    bench,
+    bench_serve,
+    chat,
+    compress,
+    demo,
+    distill,
+    export,
+    generate,
+    passes,
+    report,
+    serve,
+    validate,
+)
 from onnxforge.cli import eval as evaluate
 from onnxforge.cli.output import ConsoleLogHandler, print_error
 from onnxforge.errors import (
@@ -25,7 +38,8 @@ from onnxforge.errors import (
     termination_requested,
 )
 
-COMMANDS = (export, validate, generate, chat, serve, evaluate, bench, bench_serve, report, compress, passes, demo)
+COMMANDS = (export, validate, generate, chat, serve, evaluate, bench, bench_serve, report, compress, distill, passes,
+            demo)
 
 
 def build_parser() -> argparse.ArgumentParser:

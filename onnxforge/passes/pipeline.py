@@ -78,7 +78,7 @@ def compress(
     del model.metadata_props[FACTS_KEY]
     with staged_folder(out, force) as stage:
         with steps.step("save", "write model.onnx and external data, check it"):
-            _copy_side_files(source, stage, facts)
+            copy_side_files(source, stage, facts)
             ir.save(model, stage / MODEL_FILE, external_data=EXTERNAL_DATA_FILE)
             check_onnx(stage / MODEL_FILE)
         with steps.step("sanity", "sanity run against the input model"):
@@ -100,7 +100,7 @@ def _calibration(recipe: Recipe, source: Path, settings: CalibrationSettings) ->
     return Calibration.from_folder(source, merged)
 
 
-def _copy_side_files(source: Path, stage: Path, facts: dict[str, Any]) -> None:
+def copy_side_files(source: Path, stage: Path, facts: dict[str, Any]) -> None:
     """Tokenizer, generation config and config.json (with the new shape) next to the new model."""
     for path in source.iterdir():
         if path.is_file() and path.name not in MODEL_FILES:

@@ -1,0 +1,1 @@
+"""Training on the torch side: distillation and quantisation-aware training of compressed students."""

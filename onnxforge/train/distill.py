@@ -1,0 +1,163 @@
+"""`onnxforge distill TEACHER STUDENT OUT`: train a compressed folder against its teacher, export it back, check it.
+
+1. Load the teacher (any source `export` reads) and rebuild the student folder in torch; the
+   rebuilt student must reproduce the folder's own logits in ONNX Runtime.
+2. Train (block-wise, then end-to-end KD) on decontaminated shipped text, with a checkpoint
+   beside OUT (`OUT.checkpoint`) every few minutes; `--resume` continues from it bit for bit.
+3. Export the trained student through the exporter into a staged OUT with the student's side
+   files and records plus a `distill` record, check parity against the trained torch student,
+   rename into place and delete the checkpoint.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx_ir as ir
+
+from onnxforge.errors import BadInput, OnnxforgeError, ParityError
+from onnxforge.exporter.export import peak_rss_bytes
+from onnxforge.exporter.trace import trace_to_onnx
+from onnxforge.exporter.validate import check_parity
+from onnxforge.folder import EXTERNAL_DATA_FILE, MODEL_FILE, folder_bytes, read_tokenizer, write_manifest
+from onnxforge.models import LoadedModel, facts_from_config, load_source
+from onnxforge.passes.pipeline import copy_side_files
+from onnxforge.progress import Steps, console
+from onnxforge.staging import check_output, staged_folder
+from onnxforge.train.checkpoint import checkpoint_folder, read_checkpoint
+from onnxforge.train.data import token_rows, training_text
+from onnxforge.train.loop import PRECISIONS, Trainer, TrainSettings
+from onnxforge.train.student import REBUILD_TOLERANCE, Student, load_student, rebuild_error
+from onnxforge.train.training_bar import TrainingBar
+
+
+@dataclass(frozen=True)
+class DistillRun:
+    """What to distil into where, and for how long."""
+
+    teacher: str
+    student: Path
+    out: Path
+    settings: TrainSettings
+    minutes: float | None = None
+    checkpoint_minutes: float = 5.0
+    resume: bool = False
+    force: bool = False
+    text_files: tuple[str, ...] = ()
+
+
+def distill(run: DistillRun) -> dict[str, Any]:
+    """Train, export and check the student; return the new folder's manifest."""
+    _check_run(run)
+    steps = Steps()
+    with steps.step("load", f"load the teacher {run.teacher} and rebuild the student"):
+        teacher = load_source(run.teacher)
+        student = load_student(run.student, teacher)
+        text = training_text(run.text_files)
+        rows = token_rows(read_tokenizer(run.student), text.passages, run.settings.sequence_length)
+        _check_rebuilt(student, run.student, rows[0])
+    trainer = Trainer(teacher.model, student, rows, run.settings)
+    checkpoints = checkpoint_folder(run.out)
+    if run.resume:
+        trainer.resume(checkpoints)
+    state = _run_state(run, text.sha256, len(rows))
+    _train(trainer, run, checkpoints, state)
+    facts = facts_from_config(student.model.config)
+    with staged_folder(run.out, run.force) as stage:
+        with steps.step("export", "export the trained student and check parity with it"):
+            model = trace_to_onnx(student.model, facts)
+            ir.save(model, stage / MODEL_FILE, external_data=EXTERNAL_DATA_FILE)
+            copy_side_files(run.student, stage, facts.to_json())
+            loaded = LoadedModel(student.model, teacher.tokenizer, facts, str(run.student), "student")
+            parity = check_parity(stage, loaded)
+        manifest = _manifest(student, model, trainer, state | {"text_passages_dropped": text.dropped}, parity)
+        manifest["files_bytes"] = folder_bytes(stage)
+        write_manifest(stage, manifest)
+        if not parity["passed"]:
+            raise ParityError(f"the exported student differs from the trained one (worst |Δ logits| "
+                              f"{parity['worst_abs_logits_diff']:.2e}): nothing was written; the checkpoint is kept")
+    shutil.rmtree(checkpoints, ignore_errors=True)
+    return manifest
+
+
+def _check_run(run: DistillRun) -> None:
+    settings = run.settings
+    if settings.tokens < 1:
+        raise BadInput(f"--tokens must be at least 1, got {settings.tokens}")
+    if settings.precision not in PRECISIONS:
+        raise BadInput(f"--precision must be one of {', '.join(PRECISIONS)}, got {settings.precision!r}")
+    if run.minutes is not None and run.minutes <= 0:
+        raise BadInput(f"--minutes must be above 0, got {run.minutes}")
+    check_output(run.out, run.force)
+    if run.resume:
+        read_checkpoint(checkpoint_folder(run.out))  # a missing or corrupt one is refused before any loading
+
+
+def _check_rebuilt(student: Student, folder: Path, ids: np.ndarray) -> None:
+    error = rebuild_error(student, folder, ids[:64])
+    if not error <= REBUILD_TOLERANCE:
+        raise OnnxforgeError(f"the student rebuilt in torch differs from '{folder}' (|Δ logits| {error:.2e} > "
+                             f"{REBUILD_TOLERANCE:.0e}): its passes are not all understood by distill")
+
+
+def _run_state(run: DistillRun, text_sha256: str, rows: int) -> dict[str, Any]:
+    return {"teacher": run.teacher, "student": str(run.student), "settings": asdict(run.settings),
+            "text_sha256": text_sha256, "rows": rows}
+
+
+def _train(trainer: Trainer, run: DistillRun, checkpoints: Path, state: dict[str, Any]) -> None:
+    """Every remaining step, with a checkpoint every few minutes; Ctrl-C keeps the last one."""
+    if run.resume:
+        _check_same_run(checkpoints, state)
+    deadline = None if run.minutes is None else time.perf_counter() + 60 * run.minutes
+    last_save = time.perf_counter()
+    try:
+        with TrainingBar(trainer.total_steps, trainer.steps_done, run.settings.tokens_per_step) as bar:
+            for record in trainer.steps(deadline):
+                bar.update(record)
+                if time.perf_counter() - last_save >= 60 * run.checkpoint_minutes:
+                    trainer.checkpoint(checkpoints, state)
+                    last_save = time.perf_counter()
+    except KeyboardInterrupt:
+        if checkpoints.exists():
+            console.print(f"the last checkpoint is kept in {checkpoints}: the same command with --resume continues")
+        raise
+    trainer.checkpoint(checkpoints, state)
+
+
+def _check_same_run(checkpoints: Path, state: dict[str, Any]) -> None:
+    import json
+
+    saved = json.loads((checkpoints / "state.json").read_text(encoding="utf-8"))
+    differs = [key for key in ("teacher", "settings", "text_sha256", "rows") if saved.get(key) != state[key]]
+    if differs:
+        raise BadInput(f"the checkpoint in '{checkpoints}' was made with other {', '.join(differs)}: resume with "
+                       "the same arguments, or delete it and start afresh")
+
+
+def _manifest(student: Student, model: ir.Model, trainer: Trainer, state: dict[str, Any],
+              parity: dict[str, Any]) -> dict[str, Any]:
+    manifest = dict(student.manifest)
+    history = trainer.progress.history or []
+    record = {
+        "pass": "distill",
+        **state,
+        "tokens_trained": trainer.progress.tokens(trainer.settings),
+        "steps": len(history),
+        "train_seconds": round(trainer.progress.seconds, 1),
+        "stopped_early": len(history) < trainer.total_steps,
+        "curve": [{k: r[k] for k in r if k in ("stage", "tokens", "loss", "kd", "stream", "lr")} for r in history],
+    }
+    manifest["passes"] = [*manifest.get("passes", []), record]
+    manifest["architecture"] = facts_from_config(student.model.config).to_json()
+    manifest["nodes"] = model.graph.num_nodes()
+    manifest["parameters"] = int(sum(w.const_value.size for w in model.graph.initializers.values()
+                                     if w.const_value is not None))
+    manifest["parity"] = parity
+    manifest["peak_rss_bytes"] = peak_rss_bytes()
+    return manifest
