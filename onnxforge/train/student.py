@@ -227,11 +227,12 @@ def _sparsity_masks(model: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 def rebuild_error(student: Student, folder: Path, ids: np.ndarray) -> float:
     """Max |Δ logits| between the torch student and the folder's graph in ONNX Runtime on one row of ids."""
-    from onnxforge.eval.scoring import onnx_logits
     from onnxforge.runtime.decoder import Decoder
 
+    decoder = Decoder(folder)
     row = ids[None, :].astype(np.int64)
-    expected = onnx_logits(Decoder(folder))(row, np.ones_like(row))
+    positions = np.arange(row.shape[1], dtype=np.int64)[None, :]
+    expected = decoder.forward(row, np.ones_like(row), positions, decoder.empty_past(1))[0]
     with torch.no_grad():
         got = student.model(input_ids=torch.from_numpy(row)).logits.numpy()
     return float(np.abs(expected - got).max())
