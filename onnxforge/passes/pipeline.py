@@ -108,11 +108,11 @@ def copy_side_files(source: Path, stage: Path, facts: dict[str, Any]) -> None:
     config_file = stage / CONFIG_FILE
     if config_file.is_file():
         config = json.loads(config_file.read_text(encoding="utf-8"))
-        config.update(_config_shape(config, facts))
+        config.update(config_shape(config, facts))
         config_file.write_text(json.dumps(config, indent=2) + "\n", encoding="utf-8")
 
 
-def _config_shape(config: dict[str, Any], facts: dict[str, Any]) -> dict[str, Any]:
+def config_shape(config: dict[str, Any], facts: dict[str, Any]) -> dict[str, Any]:
     """The transformers config keys a reader needs to build the KV cache of the compressed graph."""
     keys = {
         "num_hidden_layers": "num_layers",

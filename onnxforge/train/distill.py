@@ -25,7 +25,8 @@ from onnxforge.exporter.export import peak_rss_bytes
 from onnxforge.exporter.trace import trace_to_onnx
 from onnxforge.exporter.validate import check_parity
 from onnxforge.folder import EXTERNAL_DATA_FILE, MODEL_FILE, folder_bytes, read_tokenizer, write_manifest
-from onnxforge.models import LoadedModel, facts_from_config, load_source
+from onnxforge.models import LoadedModel, ModelFacts, facts_from_config, load_source
+from onnxforge.passes.base import parameter_count
 from onnxforge.passes.pipeline import copy_side_files
 from onnxforge.progress import Steps, console
 from onnxforge.staging import check_output, staged_folder
@@ -53,7 +54,7 @@ class DistillRun:
 
 def distill(run: DistillRun) -> dict[str, Any]:
     """Train, export and check the student; return the new folder's manifest."""
-    _check_run(run)
+    saved = _check_run(run)
     steps = Steps()
     with steps.step("load", f"load the teacher {run.teacher} and rebuild the student"):
         teacher = load_source(run.teacher)
@@ -63,9 +64,10 @@ def distill(run: DistillRun) -> dict[str, Any]:
         _check_rebuilt(student, run.student, rows[0])
     trainer = Trainer(teacher.model, student, rows, run.settings)
     checkpoints = checkpoint_folder(run.out)
-    if run.resume:
-        trainer.resume(checkpoints)
     state = _run_state(run, text.sha256, len(rows))
+    if saved is not None:
+        _check_same_run(checkpoints, saved, state)
+        trainer.resume(checkpoints)
     _train(trainer, run, checkpoints, state)
     facts = facts_from_config(student.model.config)
     with staged_folder(run.out, run.force) as stage:
@@ -75,7 +77,8 @@ def distill(run: DistillRun) -> dict[str, Any]:
             copy_side_files(run.student, stage, facts.to_json())
             loaded = LoadedModel(student.model, teacher.tokenizer, facts, str(run.student), "student")
             parity = check_parity(stage, loaded)
-        manifest = _manifest(student, model, trainer, state | {"text_passages_dropped": text.dropped}, parity)
+        manifest = _manifest(student, model, facts, trainer, state | {"text_passages_dropped": text.dropped})
+        manifest["parity"] = parity
         manifest["files_bytes"] = folder_bytes(stage)
         write_manifest(stage, manifest)
         if not parity["passed"]:
@@ -85,7 +88,8 @@ def distill(run: DistillRun) -> dict[str, Any]:
     return manifest
 
 
-def _check_run(run: DistillRun) -> None:
+def _check_run(run: DistillRun) -> dict[str, Any] | None:
+    """Refuse bad settings and a missing or corrupt checkpoint before any loading; the checkpoint's state."""
     settings = run.settings
     if settings.tokens < 1:
         raise BadInput(f"--tokens must be at least 1, got {settings.tokens}")
@@ -94,8 +98,7 @@ def _check_run(run: DistillRun) -> None:
     if run.minutes is not None and run.minutes <= 0:
         raise BadInput(f"--minutes must be above 0, got {run.minutes}")
     check_output(run.out, run.force)
-    if run.resume:
-        read_checkpoint(checkpoint_folder(run.out))  # a missing or corrupt one is refused before any loading
+    return read_checkpoint(checkpoint_folder(run.out))[2] if run.resume else None
 
 
 def _check_rebuilt(student: Student, folder: Path, ids: np.ndarray) -> None:
@@ -112,8 +115,6 @@ def _run_state(run: DistillRun, text_sha256: str, rows: int) -> dict[str, Any]:
 
 def _train(trainer: Trainer, run: DistillRun, checkpoints: Path, state: dict[str, Any]) -> None:
     """Every remaining step, with a checkpoint every few minutes; Ctrl-C keeps the last one."""
-    if run.resume:
-        _check_same_run(checkpoints, state)
     deadline = None if run.minutes is None else time.perf_counter() + 60 * run.minutes
     last_save = time.perf_counter()
     try:
@@ -130,20 +131,17 @@ def _train(trainer: Trainer, run: DistillRun, checkpoints: Path, state: dict[str
     trainer.checkpoint(checkpoints, state)
 
 
-def _check_same_run(checkpoints: Path, state: dict[str, Any]) -> None:
-    import json
-
-    saved = json.loads((checkpoints / "state.json").read_text(encoding="utf-8"))
+def _check_same_run(checkpoints: Path, saved: dict[str, Any], state: dict[str, Any]) -> None:
     differs = [key for key in ("teacher", "settings", "text_sha256", "rows") if saved.get(key) != state[key]]
     if differs:
         raise BadInput(f"the checkpoint in '{checkpoints}' was made with other {', '.join(differs)}: resume with "
                        "the same arguments, or delete it and start afresh")
 
 
-def _manifest(student: Student, model: ir.Model, trainer: Trainer, state: dict[str, Any],
-              parity: dict[str, Any]) -> dict[str, Any]:
+def _manifest(student: Student, model: ir.Model, facts: ModelFacts, trainer: Trainer,
+              state: dict[str, Any]) -> dict[str, Any]:
     manifest = dict(student.manifest)
-    history = trainer.progress.history or []
+    history = trainer.progress.history
     record = {
         "pass": "distill",
         **state,
@@ -154,10 +152,8 @@ def _manifest(student: Student, model: ir.Model, trainer: Trainer, state: dict[s
         "curve": [{k: r[k] for k in r if k in ("stage", "tokens", "loss", "kd", "stream", "lr")} for r in history],
     }
     manifest["passes"] = [*manifest.get("passes", []), record]
-    manifest["architecture"] = facts_from_config(student.model.config).to_json()
+    manifest["architecture"] = facts.to_json()
     manifest["nodes"] = model.graph.num_nodes()
-    manifest["parameters"] = int(sum(w.const_value.size for w in model.graph.initializers.values()
-                                     if w.const_value is not None))
-    manifest["parity"] = parity
+    manifest["parameters"] = parameter_count(model)
     manifest["peak_rss_bytes"] = peak_rss_bytes()
     return manifest

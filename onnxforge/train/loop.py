@@ -15,7 +15,7 @@ import math
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, nullcontext
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -67,11 +67,11 @@ class Progress:
     stage: int = 0
     step: int = 0
     seconds: float = 0.0
-    history: list[dict[str, Any]] | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)
 
     def tokens(self, settings: TrainSettings) -> int:
         """Training tokens seen so far."""
-        return len(self.history or []) * settings.tokens_per_step
+        return len(self.history) * settings.tokens_per_step
 
 
 class Trainer:
@@ -80,7 +80,7 @@ class Trainer:
     def __init__(self, teacher: torch.nn.Module, student: Student, rows: np.ndarray, settings: TrainSettings) -> None:
         self.teacher, self.student, self.rows, self.settings = teacher.eval(), student, rows, settings
         self.stages = settings.stage_steps()
-        self.progress = Progress(history=[])
+        self.progress = Progress()
         self.optimizer: torch.optim.Optimizer | None = None
         self.scheduler: torch.optim.lr_scheduler.LambdaLR | None = None
         for parameter in self.teacher.parameters():
@@ -94,7 +94,7 @@ class Trainer:
     @property
     def steps_done(self) -> int:
         """Optimiser steps taken over every stage."""
-        return len(self.progress.history or [])
+        return len(self.progress.history)
 
     def resume(self, folder: Path) -> None:
         """Continue from the checkpoint in `folder` (parameters, optimiser, schedule, history)."""

@@ -25,6 +25,7 @@ import torch
 from onnxforge.errors import BadInput
 from onnxforge.folder import MODEL_FILE, check_folder, read_manifest
 from onnxforge.models import LoadedModel
+from onnxforge.passes.pipeline import config_shape
 
 STRUCTURAL_STEPS = ("cleanup", "prune-ffn", "prune-heads", "drop-layers", "lowrank", "sparsify", "distill")
 _SHAPE_FACTS = ("model_type", "hidden_size", "vocab_size", "head_dim")
@@ -119,11 +120,7 @@ def _ran(manifest: dict[str, Any], name: str) -> bool:
 
 def _student_config(teacher_config: Any, facts: dict[str, Any], dropped: list[int]) -> Any:
     config = copy.deepcopy(teacher_config)
-    config.num_hidden_layers = facts["num_layers"]
-    if hasattr(config, "num_attention_heads"):
-        config.num_attention_heads, config.head_dim = facts["num_heads"], facts["head_dim"]
-    if hasattr(config, "num_key_value_heads"):
-        config.num_key_value_heads = facts["num_kv_heads"]
+    config.update(config_shape(config.to_dict(), facts))  # the shape keys compress writes into config.json
     for key in ("layer_types", "no_rope_layers"):
         values = getattr(config, key, None)
         if isinstance(values, list) and len(values) == facts["num_layers"] + len(dropped):
