@@ -107,7 +107,9 @@ def test_fused_model_generates_the_same_tokens_and_scores(default_export, baseli
 LLAMA_CPP_Q4_1_MIB = 94  # the anchor's file size: the int4 recipes must not be larger
 
 
-def test_int4_fits_in_llama_cpp_size_and_gptq_beats_rounding(default_export, baseline_perplexity, tmp_path: Path) -> None:  # noqa: ANN001
+def test_int4_fits_in_llama_cpp_size_and_gptq_beats_rounding(
+    default_export, baseline_perplexity, tmp_path: Path
+) -> None:  # noqa: ANN001
     accurate = dataclasses.replace(load_recipe("int4-accurate"), calibration={})  # the tests' small calibration
     folder = tmp_path / "int4-accurate"
     manifest = compress(default_export[0], folder, accurate, CALIBRATION)
@@ -127,3 +129,53 @@ def test_int8_weights_cost_under_one_percent(default_export, baseline_perplexity
     folder, manifest = _compressed(default_export, tmp_path, "int8")
     assert manifest["files_bytes"]["total"] < 0.32 * default_export[1]["files_bytes"]["total"]
     assert _perplexity(folder) < 1.01 * baseline_perplexity
+
+
+def _stored(model, name: str) -> np.ndarray:  # noqa: ANN001
+    return model.graph.initializers[name].const_value.numpy()
+
+
+def _unpacked(packed: np.ndarray, bits: int, columns: int) -> np.ndarray:
+    """Codes packed low bits first, rows of `columns` codes."""
+    rows = packed.reshape(packed.shape[0], -1)
+    if bits == 8:
+        return rows.astype(np.float32)
+    return np.stack([rows & 15, rows >> 4], axis=-1).reshape(rows.shape[0], -1)[:, :columns].astype(np.float32)
+
+
+def _restored_weight(model, stem: str, bits: int, k: int) -> np.ndarray:  # noqa: ANN001
+    """W [K, N] rebuilt from the stored codes, float16 scales, zero points and offsets, block by block."""
+    codes = _unpacked(_stored(model, f"{stem}.q{bits}"), bits, k)
+    n = codes.shape[0]
+    scales = _stored(model, f"{stem}.scales.f16").astype(np.float32)
+    zeros = (
+        _unpacked(_stored(model, f"{stem}.zeros"), bits, scales.shape[1])
+        if f"{stem}.zeros" in model.graph.initializers
+        else np.full(scales.shape, 1 << (bits - 1), np.float32)
+    )
+    values = (codes.reshape(n, -1, 32) - zeros[..., None]) * scales[..., None]
+    if f"{stem}.offsets.f16" in model.graph.initializers:
+        values = values + _stored(model, f"{stem}.offsets.f16").astype(np.float32).T[..., None]
+    return values.reshape(n, -1).T
+
+
+def test_gguf_exact_reproduces_the_dequantised_layers_bit_for_bit(
+    default_export, baseline_perplexity, tmp_path: Path
+) -> None:  # noqa: ANN001
+    import onnx_ir as ir
+
+    from onnxforge.models.sources import named_gguf_path
+    from onnxforge.passes.quantize.weight_matmuls import weight_matmuls
+
+    folder, manifest = _compressed(default_export, tmp_path, "int4-gguf-exact")
+    fused, _ = _compressed(default_export, tmp_path, "fuse")
+    floats = weight_matmuls(ir.load(fused / "model.onnx").graph)
+    exact = ir.load(folder / "model.onnx")
+    assert len(floats) == 151 and not weight_matmuls(exact.graph)
+    for weight in floats:
+        bits = 8 if weight.name == "lm_head.weight" else 4
+        restored = _restored_weight(exact, weight.name, bits, weight.array().shape[0])
+        assert np.array_equal(restored, weight.array()), weight.name  # every bit of every weight
+    model_bytes = manifest["files_bytes"]["model.onnx"] + manifest["files_bytes"]["model.onnx_data"]
+    assert model_bytes < 1.05 * named_gguf_path("smollm2-135m").stat().st_size
+    assert _perplexity(folder) < 1.01 * baseline_perplexity  # only the activations' int8 rounding is left

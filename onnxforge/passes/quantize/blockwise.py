@@ -9,8 +9,13 @@ c in [0, 2^bits) and W ≈ (c - zero) * scale. Three ways to choose the codes:
   not yet quantised through the calibration Gram matrix XᵀX (GPTQ, Frantar et al. 2022), so the
   layer's output on the calibration tokens is kept rather than the weights.
 - `hqq`: onnxruntime.quantization's half-quadratic optimiser of scale and zero (data-free).
-Float zero points (`zero_point = "float"`) keep an existing grid exactly, at the price of ONNX
-Runtime's slow MatMulNBits path for them on CPU.
+- `gguf`: a dequantised GGUF's own grid recovered bit for bit: Q4_1 blocks are d·q + m and Q8_0
+  blocks d·q with d and m float16, so the float16 rounding of the min/max step is d; a block whose
+  restored values differ from the weights in any bit keeps the plain min/max grid.
+Zero points (`zero_point`): `integer` (rounded to a code, the fast MatMulNBits path), `float`
+(keeps an existing grid exactly, on ONNX Runtime's slow CPU path for them), or `offset`: zero
+point 0 and the block's minimum as an offset, W = c·scale + offset, added to the product through
+the input's block sums (exact, and the fast path).
 """
 
 from __future__ import annotations
@@ -21,12 +26,13 @@ import numpy as np
 
 from onnxforge.passes.reconstruction import reconstruct_rows
 
-METHODS = ("rtn", "gptq", "hqq")
+METHODS = ("rtn", "gptq", "hqq", "gguf")
+ZERO_POINTS = ("integer", "float", "offset")
 
 
 @dataclasses.dataclass(frozen=True)
 class BlockQuantized:
-    """W [K, N] as codes [N, K_padded] (one row per output column), scales and zero points [N, blocks]."""
+    """W [K, N] as codes [N, K_padded] (one row per output column), scales, zero points and offsets [N, blocks]."""
 
     codes: np.ndarray
     scales: np.ndarray
@@ -34,6 +40,7 @@ class BlockQuantized:
     bits: int
     block: int
     k: int
+    offsets: np.ndarray | None = None
 
     @property
     def symmetric_zero(self) -> int:
@@ -50,6 +57,8 @@ class BlockQuantized:
         n, padded = self.codes.shape
         blocks = self.codes.reshape(n, padded // self.block, self.block).astype(np.float32)
         values = (blocks - self.zeros[..., None].astype(np.float32)) * self.scales[..., None]
+        if self.offsets is not None:
+            values = values + self.offsets[..., None]
         return np.ascontiguousarray(values.reshape(n, padded)[:, : self.k].T)
 
 
@@ -60,13 +69,15 @@ def quantize(
     symmetric: bool,
     method: str = "rtn",
     gram: np.ndarray | None = None,
-    float_zeros: bool = False,
+    zero_point: str = "integer",
 ) -> BlockQuantized:
     """Quantise W [K, N] block-wise along K by `method` (gptq needs the input Gram matrix `gram`)."""
     padded = _padded(weight.astype(np.float32), block)
     if method == "hqq":
         return _hqq(padded, bits, block, weight.shape[0])
-    scales, zeros = _grid(padded, bits, block, symmetric, float_zeros)
+    if method == "gguf" or zero_point == "offset":
+        return _restored_grid(padded, bits, block, symmetric, zero_point, method == "gguf", weight.shape[0])
+    scales, zeros = _grid(padded, bits, block, symmetric, zero_point == "float")
     if method == "gptq":
         if gram is None:
             raise ValueError("gptq needs the calibration Gram matrix of the weight's input")
@@ -78,7 +89,7 @@ def quantize(
 
 def on_grid(weight: np.ndarray, bits: int, block: int) -> bool:
     """Whether every block of W already sits on 2^bits evenly spaced levels (a dequantised GGUF's do)."""
-    exact = quantize(weight, bits, block, symmetric=False, float_zeros=True)
+    exact = quantize(weight, bits, block, symmetric=False, zero_point="float")
     step = np.repeat(exact.scales, block, axis=1)[:, : weight.shape[0]].T
     return bool(np.all(np.abs(exact.dequantize() - weight) <= 1e-3 * step))
 
@@ -110,6 +121,51 @@ def _grid(weight: np.ndarray, bits: int, block: int, symmetric: bool, float_zero
     scales = np.where(scales == 0, 1.0, scales).astype(np.float32)
     zeros = zeros.astype(np.float32) if float_zeros else np.clip(np.round(zeros), 0, top).astype(np.uint8)
     return np.ascontiguousarray(scales.T), np.ascontiguousarray(zeros.T)
+
+
+def _restored_grid(
+    weight: np.ndarray, bits: int, block: int, symmetric: bool, zero_point: str, float16_steps: bool, k: int
+) -> BlockQuantized:
+    """Codes on each block's min/max grid held as c·scale + offset (or as (c - zero)·scale); with
+    `float16_steps`, the step rounded to float16 wherever that restores the block bit for bit (GGUF)."""
+    n = weight.shape[1]
+    blocks = weight.reshape(-1, block, n)
+    top = (1 << bits) - 1
+    zero = (1 << (bits - 1)) if symmetric else 0
+    base = np.zeros(blocks.shape[::2], np.float32) if symmetric else blocks.min(axis=1)
+    steps = (np.abs(blocks).max(axis=1) / (zero - 1) if symmetric else (blocks.max(axis=1) - base) / top).astype(
+        np.float32
+    )
+    steps = np.where(steps == 0, np.float32(1), steps)
+    codes, restored = _codes_on(blocks, base, steps, zero, top)
+    if float16_steps:
+        half_steps = steps.astype(np.float16).astype(np.float32)
+        half_codes, half_restored = _codes_on(blocks, base, half_steps, zero, top)
+        exact = np.all(half_restored == blocks, axis=1)
+        steps = np.where(exact, half_steps, steps)
+        codes = np.where(exact[:, None], half_codes, codes)
+    scales, rows = np.ascontiguousarray(steps.T), _code_rows(codes)
+    if symmetric:
+        return BlockQuantized(rows, scales, np.full(scales.shape, zero, np.uint8), bits, block, k)
+    if zero_point == "float":
+        return BlockQuantized(rows, scales, np.ascontiguousarray((-base / steps).T, np.float32), bits, block, k)
+    # the nearest whole zero point, and what is left of the minimum: base + c·step = (c - z)·step + offset
+    zeros = np.clip(np.round(-base / steps), 0, top)
+    offsets = base.astype(np.float64) + zeros * steps.astype(np.float64)
+    return BlockQuantized(
+        rows, scales, np.ascontiguousarray(zeros.T.astype(np.uint8)), bits, block, k, offsets.T.astype(np.float32)
+    )
+
+
+def _codes_on(blocks: np.ndarray, base: np.ndarray, steps: np.ndarray, zero: int, top: int):
+    """Nearest codes of blocks [B, block, N] on base + (c - zero)·step, and the values they restore."""
+    codes = np.clip(np.round((blocks - base[:, None]) / steps[:, None] + zero), 0, top)
+    return codes, (codes - np.float32(zero)) * steps[:, None] + base[:, None]
+
+
+def _code_rows(codes: np.ndarray) -> np.ndarray:
+    """Codes [B, block, N] as rows [N, B·block] of uint8."""
+    return np.ascontiguousarray(codes.reshape(-1, codes.shape[2]).T.astype(np.uint8))
 
 
 def _round(values: np.ndarray, scales: np.ndarray, zeros: np.ndarray, bits: int) -> np.ndarray:

@@ -6,6 +6,10 @@ Two storage forms, both ONNX Runtime kernels rather than our own:
   lm_head's packed codes, scales and zero points, so the table is stored once, quantised.
 - `qdq`: opset-21 block-wise DequantizeLinear in front of a plain MatMul / Gather (portable; the
   tied table is one DequantizeLinear feeding both the lookup and lm_head).
+Offsets (`zero_point = "offset"`) are applied as one small MatMul of the input's block sums (a
+MatMul by a 0/1 matrix, shared by the weights that read the same input) and an Add; float16
+scales and offsets (`scale_dtype`) are stored half-size and cast back by a Cast that ONNX
+Runtime folds when it loads the model.
 """
 
 from __future__ import annotations
@@ -22,11 +26,11 @@ from onnxforge.folder import MS_DOMAIN
 from onnxforge.passes.base import PassConfig, PassRefused, check_choice
 from onnxforge.passes.calibration import CalibratedPass
 from onnxforge.passes.ir_utils import add_initializer, replace_node
-from onnxforge.passes.quantize.blockwise import METHODS, BlockQuantized, on_grid, pack_rows, quantize
+from onnxforge.passes.quantize.blockwise import METHODS, ZERO_POINTS, BlockQuantized, on_grid, pack_rows, quantize
 from onnxforge.passes.quantize.weight_matmuls import WeightMatMul, embedding_lookup, select, weight_matmuls
 
 FORMATS = ("matmulnbits", "qdq")
-ZERO_POINTS = ("integer", "float")
+SCALE_DTYPES = ("float32", "float16")
 _BLOCKWISE_DQ_OPSET = 21
 
 
@@ -45,6 +49,7 @@ class QuantizeWeightsConfig(PassConfig):
     exclude: tuple[str, ...] = ()
     embedding: bool = True
     bias_correction: bool = False
+    scale_dtype: str = "float32"
 
     def validate(self) -> None:
         if self.bits not in (4, 8):
@@ -54,10 +59,19 @@ class QuantizeWeightsConfig(PassConfig):
         check_choice("method", self.method, METHODS)
         check_choice("zero_point", self.zero_point, ZERO_POINTS)
         check_choice("format", self.format, FORMATS)
+        check_choice("scale_dtype", self.scale_dtype, SCALE_DTYPES)
         if self.accuracy_level not in (0, 1, 2, 3, 4):
             raise ConfigError(f"accuracy_level must be 0 to 4 (MatMulNBits compute type), got {self.accuracy_level!r}")
-        if self.zero_point == "float" and (self.symmetric or self.format != "matmulnbits" or self.method != "rtn"):
-            raise ConfigError("zero_point = 'float' needs symmetric = false, format = 'matmulnbits' and method = 'rtn'")
+        kept_grid = self.zero_point != "integer"
+        if kept_grid and (self.symmetric or self.format != "matmulnbits" or self.method not in ("rtn", "gguf")):
+            raise ConfigError(
+                f"zero_point = {self.zero_point!r} needs symmetric = false, format = 'matmulnbits'"
+                " and method = 'rtn' or 'gguf'"
+            )
+        if self.method == "gguf" and not self.symmetric and not kept_grid:
+            raise ConfigError("method = 'gguf' keeps an asymmetric grid only with zero_point = 'offset' or 'float'")
+        if self.scale_dtype == "float16" and self.format != "matmulnbits":
+            raise ConfigError("scale_dtype = 'float16' needs format = 'matmulnbits'")
         if self.bias_correction and self.format != "matmulnbits":
             raise ConfigError("bias_correction needs format = 'matmulnbits' (it uses MatMulNBits' bias input)")
 
@@ -85,8 +99,14 @@ class QuantizeWeightsPass(CalibratedPass):
         grid_count = sum(on_grid(w.array(), config.bits, config.block_size) for w in chosen)  # GGUF-dequantised
         plan = [(w, quantize_weight(w, config, gram)) for w, gram in zip(chosen, grams or [None] * len(chosen))]
         biases = self._bias_corrections(model, plan) if config.bias_correction else {}
-        embedding = write_quantized(model, plan, config.format, config.accuracy_level, config.embedding, biases)
+        exact = sum(np.array_equal(q.dequantize(), w.array()) for w, q in plan)
+        embedding = write_quantized(
+            model, plan, config.format, config.accuracy_level, config.embedding, biases, config.scale_dtype
+        )
         details = {"weights_quantized": len(plan), "embedding": embedding, "bias_corrected": len(biases)}
+        details["weights_kept_bit_for_bit"] = int(exact)
+        if config.scale_dtype == "float16":
+            details["weights_with_float16_exact_scales"] = sum(_float16_exact(q) for _, q in plan)
         details[f"weights_already_on_a_{config.bits}bit_grid"] = grid_count
         details["kept_float"] = [w.name for w in weight_matmuls(model.graph)]
         log.write(**details)
@@ -103,6 +123,12 @@ def bias_correction(mean: np.ndarray, weight: np.ndarray, quantized: BlockQuanti
     return (-(mean @ (quantized.dequantize().astype(np.float64) - weight))).astype(np.float32)
 
 
+def _float16_exact(quantized: BlockQuantized) -> bool:
+    """Whether the scales and offsets lose nothing stored as float16."""
+    arrays = [quantized.scales] + ([quantized.offsets] if quantized.offsets is not None else [])
+    return all(np.array_equal(a.astype(np.float16).astype(np.float32), a) for a in arrays)
+
+
 def quantize_weight(weight: WeightMatMul, config: QuantizeWeightsConfig, gram: np.ndarray | None) -> BlockQuantized:
     """One weight's block-quantised codes under `config`."""
     return quantize(
@@ -112,7 +138,7 @@ def quantize_weight(weight: WeightMatMul, config: QuantizeWeightsConfig, gram: n
         config.symmetric,
         config.method,
         gram,
-        config.zero_point == "float",
+        config.zero_point,
     )
 
 
@@ -123,6 +149,7 @@ def write_quantized(
     accuracy_level: int = 4,
     embedding: bool = True,
     biases: dict[str, np.ndarray] | None = None,
+    scale_dtype: str = "float32",
 ) -> str:
     """Rewrite the graph for `plan` in storage `form`; return what happened to the embedding lookup."""
     graph = model.graph
@@ -132,6 +159,7 @@ def write_quantized(
     else:
         model.opset_imports.setdefault(MS_DOMAIN, 1)
     result = "float (not quantised)"
+    block_sums: dict[ir.Value, ir.Value] = {}
     for weight, quantized in plan:
         reads_table = lookup is not None and lookup.inputs[0] is weight.weight
         if form == "qdq":
@@ -141,10 +169,13 @@ def write_quantized(
                 f"Gather on the DequantizeLinear shared with lm_head ({quantized.bits}-bit)" if reads_table else result
             )
             continue
-        stored = _nbits_initializers(graph, weight.name, quantized)
+        stored = _nbits_initializers(graph, weight.name, quantized, scale_dtype)
         if biases and weight.name in biases:
             stored["bias"] = add_initializer(graph, f"{weight.name}.bias_correction", biases[weight.name])
-        replace_node(graph, weight.node, _matmulnbits(weight, quantized, stored, accuracy_level))
+        product = _matmulnbits(weight, quantized, stored, accuracy_level)
+        if "offsets" in stored:
+            product = _plus_offsets(graph, weight, product, stored["offsets"], quantized, block_sums)
+        replace_node(graph, weight.node, product)
         if reads_table and weight.transposed:
             result = _share_with_lookup(graph, lookup, quantized, stored, "lm_head's")
     if lookup is not None and lookup.graph is not None and _is_float_table(lookup.inputs[0]):
@@ -169,19 +200,92 @@ def _own_table(graph: ir.Graph, lookup: ir.Node, form: str, bits: int, block: in
     return _share_with_lookup(graph, lookup, quantized, stored, "its own")
 
 
-def _nbits_initializers(graph: ir.Graph, stem: str, quantized: BlockQuantized) -> dict[str, ir.Value]:
-    """Packed codes [N, K_padded * bits / 8], scales [N, blocks] and zero points (omitted when symmetric)."""
+def _nbits_initializers(
+    graph: ir.Graph, stem: str, quantized: BlockQuantized, scale_dtype: str = "float32"
+) -> dict[str, ir.Value]:
+    """Packed codes [N, K_padded * bits / 8], scales [N, blocks], zero points (omitted when symmetric)
+    and offsets [blocks, N] (when the grid has them)."""
     n, padded = quantized.codes.shape
     packed = pack_rows(quantized.codes, quantized.bits).reshape(n, padded // quantized.block, -1)
     stored = {
         "codes": add_initializer(graph, f"{stem}.q{quantized.bits}", packed),
-        "scales": add_initializer(graph, f"{stem}.scales", quantized.scales),
+        "scales": _float_constant(graph, f"{stem}.scales", quantized.scales, scale_dtype),
     }
     if quantized.float_zeros:
         stored["zeros"] = add_initializer(graph, f"{stem}.zeros", quantized.zeros.astype(np.float32))
     elif np.any(quantized.zeros != quantized.symmetric_zero):
         stored["zeros"] = add_initializer(graph, f"{stem}.zeros", pack_rows(quantized.zeros, quantized.bits))
+    if quantized.offsets is not None:
+        stored["offsets"] = _float_constant(graph, f"{stem}.offsets", quantized.offsets.T, scale_dtype)
     return stored
+
+
+def _float_constant(graph: ir.Graph, name: str, array: np.ndarray, dtype: str) -> ir.Value:
+    """A float32 constant, stored as float16 behind a Cast when `dtype` is float16."""
+    if dtype == "float32":
+        return add_initializer(graph, name, array.astype(np.float32))
+    cast = ir.node(
+        "Cast", [add_initializer(graph, f"{name}.f16", array.astype(np.float16))], {"to": ir.DataType.FLOAT}, name=name
+    )
+    graph.insert_before(next(iter(graph)), cast)
+    cast.outputs[0].name = name
+    return cast.outputs[0]
+
+
+def _block_indicator(graph: ir.Graph, quantized: BlockQuantized) -> ir.Value:
+    """The 0/1 matrix [K, blocks] that says which block each of K's positions is in (one per shape)."""
+    k, block = quantized.k, quantized.block
+    name = f"block_indicator.{k}x{block}"
+    if name not in graph.initializers:
+        blocks = np.arange(k) // block
+        add_initializer(graph, name, (blocks[:, None] == np.arange(-(-k // block))).astype(np.float32))
+    return graph.initializers[name]
+
+
+def _node_named(op_type: str, inputs: list, name: str, attributes: dict | None = None) -> ir.Node:
+    """A default-domain node whose one output is called `name`."""
+    node = ir.node(op_type, inputs, attributes or {}, name=name)
+    node.outputs[0].name = name
+    return node
+
+
+def _plus_offsets(
+    graph: ir.Graph,
+    weight: WeightMatMul,
+    product: ir.Node,
+    offsets: ir.Value,
+    quantized: BlockQuantized,
+    block_sums: dict[ir.Value, ir.Value],
+) -> ir.Node:
+    """product + (the input's block sums) @ offsets [blocks, N]: the grid's offsets, exactly."""
+    product.outputs[0].name = f"{weight.name}.without_offsets"
+    graph.insert_before(weight.node, product)
+    if weight.input not in block_sums:
+        indicator = _block_indicator(graph, quantized)
+        sums = _node_named("MatMul", [weight.input, indicator], f"{weight.input.name}.block_sums")
+        graph.insert_before(weight.node, sums)
+        block_sums[weight.input] = sums.outputs[0]
+    correction = _node_named("MatMul", [block_sums[weight.input], offsets], f"{weight.name}.offset_terms")
+    graph.insert_before(weight.node, correction)
+    return ir.node("Add", [product.outputs[0], correction.outputs[0]], name=f"{weight.name}.plus_offsets")
+
+
+def _lookup_plus_offsets(
+    graph: ir.Graph, lookup: ir.Node, gather: ir.Node, offsets: ir.Value, quantized: BlockQuantized
+) -> ir.Node:
+    """gather + each token's row of offsets spread over its blocks (offsets [blocks, N] read by row)."""
+    gather.outputs[0].name = "embedding.without_offsets"
+    indicator = _block_indicator(graph, quantized)
+    nodes = [
+        gather,
+        _node_named("Transpose", [offsets], "embedding.offset_rows", {"perm": [1, 0]}),
+        _node_named("Transpose", [indicator], f"{indicator.name}.transposed", {"perm": [1, 0]}),
+    ]
+    nodes.append(_node_named("Gather", [nodes[1].outputs[0], lookup.inputs[1]], "embedding.token_offsets"))
+    nodes.append(_node_named("MatMul", [nodes[3].outputs[0], nodes[2].outputs[0]], "embedding.offset_terms"))
+    for node in nodes:
+        graph.insert_before(lookup, node)
+    return ir.node("Add", [gather.outputs[0], nodes[4].outputs[0]], name="embedding.plus_offsets")
 
 
 def _matmulnbits(
@@ -222,6 +326,8 @@ def _share_with_lookup(
     inputs = [rows.outputs[0], lookup.inputs[1], stored["scales"]] + ([stored["zeros"]] if "zeros" in stored else [])
     attributes = {"bits": quantized.bits, "block_size": quantized.block, "gather_axis": 0, "quantize_axis": 1}
     gather = ir.node("GatherBlockQuantized", inputs, attributes, domain=MS_DOMAIN, name="embedding.gather_quantized")
+    if "offsets" in stored:
+        gather = _lookup_plus_offsets(graph, lookup, gather, stored["offsets"], quantized)
     replace_node(graph, lookup, gather)
     return f"GatherBlockQuantized on {whose} {quantized.bits}-bit codes"
 

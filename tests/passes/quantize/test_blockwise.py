@@ -46,7 +46,7 @@ def q4_1_grid(seed: int = 1) -> tuple[np.ndarray, np.ndarray]:
 def test_existing_grid_is_kept_exactly_with_float_zero_points() -> None:
     weight, codes = q4_1_grid()
     assert on_grid(weight, 4, BLOCK) and not on_grid(gaussian(), 4, BLOCK) and not on_grid(weight, 4, 2 * BLOCK)
-    quantized = quantize(weight, 4, BLOCK, False, float_zeros=True)
+    quantized = quantize(weight, 4, BLOCK, False, zero_point="float")
     assert np.array_equal(quantized.codes, codes)
     np.testing.assert_allclose(quantized.dequantize(), weight, atol=1e-6)
 
@@ -98,3 +98,46 @@ def test_padding_when_k_is_not_a_multiple_of_the_block() -> None:
 def test_packing_puts_the_first_code_in_the_low_bits() -> None:
     assert pack_rows(np.array([[1, 2, 3]]), 4).tolist() == [[0x21, 0x03]]
     assert pack_rows(np.array([[7, 200]]), 8).tolist() == [[7, 200]]
+
+
+def gguf_dequantized(kind: str, seed: int = 3) -> np.ndarray:
+    """Gaussian weights [K, N] through gguf's own quantiser and dequantiser (blocks along K)."""
+    import gguf
+
+    rows = np.random.default_rng(seed).normal(0.0, 0.05, size=(N, K)).astype(np.float32)
+    qtype = getattr(gguf.GGMLQuantizationType, kind)
+    return np.ascontiguousarray(gguf.quants.dequantize(gguf.quants.quantize(rows, qtype), qtype).T)
+
+
+@pytest.mark.parametrize("kind,bits,symmetric", [("Q4_1", 4, False), ("Q8_0", 8, True)])
+def test_gguf_grids_come_back_bit_for_bit(kind: str, bits: int, symmetric: bool) -> None:
+    weight = gguf_dequantized(kind)
+    quantized = quantize(weight, bits, BLOCK, symmetric, method="gguf", zero_point="offset")
+    assert np.array_equal(quantized.dequantize(), weight)  # every bit, not within a tolerance
+    assert quantized.zeros.dtype == np.uint8  # whole zero points: ONNX Runtime's fast path
+    halves = [quantized.scales] + ([] if symmetric else [quantized.offsets])
+    assert all(
+        np.array_equal(a.astype(np.float16).astype(np.float32), a) for a in halves
+    )  # float16 storage is lossless
+    if not symmetric:
+        assert np.all(np.abs(quantized.offsets) <= quantized.scales / 2)  # what is left of the minimum
+
+
+def test_a_block_off_the_gguf_grid_keeps_the_min_max_grid() -> None:
+    weight = gguf_dequantized("Q4_1")
+    weight[5, 7] += 1e-4  # one weight of block 0 of column 7 is no longer on its grid
+    quantized = quantize(weight, 4, BLOCK, False, method="gguf", zero_point="offset")
+    restored = quantized.dequantize()
+    same = restored == weight
+    assert not same[:BLOCK, 7].all() and same[BLOCK:, 7].all() and np.delete(same, 7, axis=1).all()
+    assert np.abs(restored - weight)[:BLOCK, 7].max() <= quantized.scales[7, 0] / 2 + 1e-7
+
+
+def test_offsets_hold_a_min_max_grid_without_rounding_the_zero_point() -> None:
+    weight = gaussian()
+    offset = quantize(weight, 4, BLOCK, False, zero_point="offset")
+    rounded = quantize(weight, 4, BLOCK, False)
+    assert np.array_equal(offset.codes, quantize(weight, 4, BLOCK, False, zero_point="float").codes)
+    error = np.abs(offset.dequantize() - weight)
+    assert np.all(error <= per_weight_scale(offset) * 0.5 + 1e-6)  # half a step: no zero-point shift
+    assert error.mean() < np.abs(rounded.dequantize() - weight).mean()

@@ -6,6 +6,7 @@ from __future__ import annotations
 import collections
 import json
 import math
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -43,7 +44,7 @@ def mistral(export_tiny: Callable[[str], Path]) -> Path:
     return export_tiny("mistral")
 
 
-def dequantized_copy(source: Path, out: Path, bits: int, symmetric: bool) -> Path:
+def dequantized_copy(source: Path, out: Path, bits: int, symmetric: bool, zero_point: str = "integer") -> Path:
     """The float model with every weight replaced by its quantise-dequantise round trip (same code path)."""
     from onnxforge.passes.quantize.blockwise import quantize
 
@@ -54,7 +55,7 @@ def dequantized_copy(source: Path, out: Path, bits: int, symmetric: bool) -> Pat
     def edit(arrays: dict[str, np.ndarray]) -> None:
         for name, is_transposed in transposed.items():
             weight = arrays[name].T if is_transposed else arrays[name]
-            values = quantize(weight, bits, 32, symmetric).dequantize()
+            values = quantize(weight, bits, 32, symmetric, zero_point=zero_point).dequantize()
             arrays[name] = values.T if is_transposed else values
         if table not in transposed:  # an untied table gets its own asymmetric codes
             arrays[table] = quantize(arrays[table].T, bits, 32, False).dequantize().T
@@ -80,6 +81,54 @@ def test_matmulnbits_and_blockwise_dq_compute_the_dequantised_model(
     np.testing.assert_allclose(batch_logits(qdq, optimization="none"), reference, atol=1e-4)
     # optimised, ONNX Runtime turns DequantizeLinear + MatMul into MatMulNBits with int8 compute
     np.testing.assert_allclose(batch_logits(qdq), reference, atol=2e-2)
+
+
+def test_offsets_compute_the_dequantised_model_embedding_included(llama: Path, tmp_path: Path) -> None:
+    out = tmp_path / "offsets"
+    entry = last_log(run_recipe(llama, out, recipe(name="quantize-weights", zero_point="offset", accuracy_level=0)))
+    reference = batch_logits(dequantized_copy(llama, tmp_path / "reference", 4, False, "offset"))
+    np.testing.assert_allclose(batch_logits(out), reference, atol=1e-4)
+    assert "lm_head's 4-bit codes" in entry["embedding"]
+    counts, attention_matmuls = op_counts(out), op_counts(llama)["MatMul"] - 15
+    assert counts["MatMulNBits"] == 15
+    # block sums once per distinct input (4 per layer and lm_head's), one offset MatMul per weight, the lookup's
+    assert counts["MatMul"] - attention_matmuls == 2 * 4 + 1 + 15 + 1
+
+
+def gguf_copy(source: Path, out: Path) -> Path:
+    """The model with its layers on gguf's Q4_1 grids and its (tied) table on Q8_0, through gguf's own code."""
+    import gguf
+
+    model = ir.load(source / "model.onnx")
+    transposed = {w.weight.name: w.transposed for w in weight_matmuls(model.graph)}
+
+    def edit(arrays: dict[str, np.ndarray]) -> None:
+        for name, is_transposed in transposed.items():
+            qtype = gguf.GGMLQuantizationType.Q8_0 if is_transposed else gguf.GGMLQuantizationType.Q4_1
+            rows = arrays[name] if is_transposed else arrays[name].T  # gguf's blocks run along K
+            restored = gguf.quants.dequantize(gguf.quants.quantize(np.ascontiguousarray(rows), qtype), qtype)
+            arrays[name] = restored if is_transposed else np.ascontiguousarray(restored.T)
+
+    return edited_copy(source, out, edit)
+
+
+def test_the_gguf_exact_recipe_keeps_a_gguf_model_bit_for_bit(llama: Path, tmp_path: Path) -> None:
+    from onnxforge.passes.recipe import named_recipes
+
+    source = gguf_copy(llama, tmp_path / "gguf")
+    quantize_step = 'name = "quantize-weights"'
+    text = named_recipes()["int4-gguf-exact"].replace(quantize_step, quantize_step + "\naccuracy_level = 0")
+    out = tmp_path / "exact"
+    layers, head = run_recipe(source, out, text)["passes"][-2:]
+    assert layers["weights_kept_bit_for_bit"] == layers["weights_quantized"] == 10  # fused: q/k/v packed
+    assert head["weights_kept_bit_for_bit"] == 1 and "8-bit codes" in head["embedding"]
+    assert layers["weights_with_float16_exact_scales"] == 10
+    np.testing.assert_allclose(batch_logits(out), batch_logits(source), atol=1e-4)
+    assert greedy_with_cache(out) == greedy_with_cache(source)
+    floats = [
+        v for v in ir.load(out / "model.onnx").graph.initializers.values() if v.const_value.dtype == ir.DataType.FLOAT
+    ]
+    assert max(int(np.prod(v.const_value.shape)) for v in floats) < 64 * 64  # scales and offsets are float16
 
 
 def test_tied_embedding_reads_lm_head_codes(llama: Path, tmp_path: Path) -> None:
@@ -130,6 +179,23 @@ def test_float_zero_points_are_rejected_with_symmetric_grids() -> None:
         QuantizeWeightsConfig(zero_point="float", symmetric=True)
     with pytest.raises(ValueError, match="bits"):
         QuantizeWeightsConfig(bits=3)
+
+
+@pytest.mark.parametrize(
+    "fields,named",
+    [
+        ({"method": "gguf"}, "zero_point = 'offset' or 'float'"),
+        ({"zero_point": "offset", "method": "gptq"}, "method = 'rtn' or 'gguf'"),
+        ({"zero_point": "offset", "symmetric": True}, "symmetric = false"),
+        ({"scale_dtype": "float16", "format": "qdq"}, "format = 'matmulnbits'"),
+        ({"scale_dtype": "bfloat16"}, "scale_dtype"),
+    ],
+)
+def test_grids_that_cannot_be_stored_are_rejected(fields: dict, named: str) -> None:
+    from onnxforge.passes.quantize.weights import QuantizeWeightsConfig
+
+    with pytest.raises(ValueError, match=re.escape(named)):
+        QuantizeWeightsConfig(**fields)
 
 
 def test_bias_correction_cancels_the_mean_output_error() -> None:
