@@ -27,6 +27,8 @@ def add_parser(commands: argparse._SubParsersAction) -> None:
     distill.add_argument("--stream-weight", type=float, help="weight of the hidden-state loss in end-to-end KD "
                          "(default 1 where layers were dropped or factorised, else 0)")
     distill.add_argument("--precision", default="fp32", help="fp32 or bf16 (autocast) (default %(default)s)")
+    distill.add_argument("--quantize", metavar="int4",
+                         help="quantisation-aware training: train through the int4 grid and write the int4 folder")
     distill.add_argument("--text-file", action="append", default=[], metavar="FILE",
                          help="more training text (.jsonl 'text' or .txt); evaluation text is removed from it")
     distill.add_argument("--checkpoint-minutes", type=float, default=5.0,
@@ -51,14 +53,15 @@ def run(args: argparse.Namespace) -> int:
     settings = TrainSettings(
         tokens=args.tokens, blockwise_share=args.blockwise_share, sequence_length=args.sequence_length,
         batch_rows=args.batch_rows, learning_rate=args.learning_rate, blockwise_learning_rate=args.learning_rate,
-        temperature=args.temperature, stream_weight=weight, precision=args.precision)
+        temperature=args.temperature, stream_weight=weight, precision=args.precision,
+        quantize=args.quantize)
     manifest = distill(DistillRun(args.teacher, Path(args.student), Path(args.out), settings, args.minutes,
                                   args.checkpoint_minutes, args.resume, args.force, tuple(args.text_file)))
-    record = manifest["passes"][-1]
+    record = next(r for r in reversed(manifest["passes"]) if r["pass"] == "distill")
     stages = {}
     for point in record["curve"]:
         stages.setdefault(point["stage"], []).append(point["loss"])
     losses = "; ".join(f"{stage} loss {values[0]:.4f} -> {values[-1]:.4f}" for stage, values in stages.items())
     print(f"distilled {record['tokens_trained']} tokens in {record['train_seconds']:.0f} s ({losses}); "
-          f"parity with the trained student {manifest['parity']['worst_abs_logits_diff']:.1e}; wrote {args.out}")
+          f"parity with the trained student {record['parity']['worst_abs_logits_diff']:.1e}; wrote {args.out}")
     return EXIT_OK

@@ -7,6 +7,9 @@
 3. Export the trained student through the exporter into a staged OUT with the student's side
    files and records plus a `distill` record, check parity against the trained torch student,
    rename into place and delete the checkpoint.
+With `quantize` (quantisation-aware training), the student trains through the int4 grid
+(`fake_quant.py`); its float weights are exported and checked as above into a hidden folder
+beside OUT, and the `int4` recipe then writes OUT: its codes are those the training saw.
 """
 
 from __future__ import annotations
@@ -27,11 +30,14 @@ from onnxforge.exporter.validate import check_parity
 from onnxforge.folder import EXTERNAL_DATA_FILE, MODEL_FILE, folder_bytes, read_tokenizer, write_manifest
 from onnxforge.models import LoadedModel, ModelFacts, facts_from_config, load_source
 from onnxforge.passes.base import parameter_count
-from onnxforge.passes.pipeline import copy_side_files
+from onnxforge.passes.calibration import CalibrationSettings
+from onnxforge.passes.pipeline import compress, copy_side_files
+from onnxforge.passes.recipe import load_recipe
 from onnxforge.progress import Steps, console
 from onnxforge.staging import check_output, staged_folder
 from onnxforge.train.checkpoint import checkpoint_folder, read_checkpoint
 from onnxforge.train.data import token_rows, training_text
+from onnxforge.train.fake_quant import QUANTIZE_CHOICES, add_fake_quant, remove_fake_quant
 from onnxforge.train.loop import PRECISIONS, Trainer, TrainSettings
 from onnxforge.train.student import REBUILD_TOLERANCE, Student, load_student, rebuild_error
 from onnxforge.train.training_bar import TrainingBar
@@ -62,6 +68,9 @@ def distill(run: DistillRun) -> dict[str, Any]:
         text = training_text(run.text_files)
         rows = token_rows(read_tokenizer(run.student), text.passages, run.settings.sequence_length)
         _check_rebuilt(student, run.student, rows[0])
+        if run.settings.quantize:
+            _check_quantizable(student, run.student)
+            add_fake_quant(student.model)
     trainer = Trainer(teacher.model, student, rows, run.settings)
     checkpoints = checkpoint_folder(run.out)
     state = _run_state(run, text.sha256, len(rows))
@@ -69,22 +78,39 @@ def distill(run: DistillRun) -> dict[str, Any]:
         _check_same_run(checkpoints, saved, state)
         trainer.resume(checkpoints)
     _train(trainer, run, checkpoints, state)
+    remove_fake_quant(student.model)
+    state = state | {"text_passages_dropped": text.dropped}
+    if not run.settings.quantize:
+        manifest = _export(student, teacher, trainer, state, run.student, run.out, run.force, steps)
+    else:
+        floats = run.out.parent / f".{run.out.name}.float"
+        try:
+            _export(student, teacher, trainer, state, run.student, floats, True, steps)
+            manifest = compress(floats, run.out, load_recipe(run.settings.quantize), CalibrationSettings(), run.force)
+        finally:
+            shutil.rmtree(floats, ignore_errors=True)
+    shutil.rmtree(checkpoints, ignore_errors=True)
+    return manifest
+
+
+def _export(student: Student, teacher: LoadedModel, trainer: Trainer, state: dict[str, Any], source: Path,
+            out: Path, force: bool, steps: Steps) -> dict[str, Any]:
+    """The trained student as a folder `out` (the student folder's side files, a `distill` record), checked."""
     facts = facts_from_config(student.model.config)
-    with staged_folder(run.out, run.force) as stage:
+    with staged_folder(out, force) as stage:
         with steps.step("export", "export the trained student and check parity with it"):
             model = trace_to_onnx(student.model, facts)
             ir.save(model, stage / MODEL_FILE, external_data=EXTERNAL_DATA_FILE)
-            copy_side_files(run.student, stage, facts.to_json())
-            loaded = LoadedModel(student.model, teacher.tokenizer, facts, str(run.student), "student")
+            copy_side_files(source, stage, facts.to_json())
+            loaded = LoadedModel(student.model, teacher.tokenizer, facts, str(source), "student")
             parity = check_parity(stage, loaded)
-        manifest = _manifest(student, model, facts, trainer, state | {"text_passages_dropped": text.dropped})
-        manifest["parity"] = parity
+        manifest = _manifest(student, model, facts, trainer, state)
+        manifest["parity"] = manifest["passes"][-1]["parity"] = parity
         manifest["files_bytes"] = folder_bytes(stage)
         write_manifest(stage, manifest)
         if not parity["passed"]:
             raise ParityError(f"the exported student differs from the trained one (worst |Δ logits| "
                               f"{parity['worst_abs_logits_diff']:.2e}): nothing was written; the checkpoint is kept")
-    shutil.rmtree(checkpoints, ignore_errors=True)
     return manifest
 
 
@@ -95,6 +121,8 @@ def _check_run(run: DistillRun) -> dict[str, Any] | None:
         raise BadInput(f"--tokens must be at least 1, got {settings.tokens}")
     if settings.precision not in PRECISIONS:
         raise BadInput(f"--precision must be one of {', '.join(PRECISIONS)}, got {settings.precision!r}")
+    if settings.quantize is not None and settings.quantize not in QUANTIZE_CHOICES:
+        raise BadInput(f"--quantize must be one of {', '.join(QUANTIZE_CHOICES)}, got {settings.quantize!r}")
     if run.minutes is not None and run.minutes <= 0:
         raise BadInput(f"--minutes must be above 0, got {run.minutes}")
     check_output(run.out, run.force)
@@ -106,6 +134,12 @@ def _check_rebuilt(student: Student, folder: Path, ids: np.ndarray) -> None:
     if not error <= REBUILD_TOLERANCE:
         raise OnnxforgeError(f"the student rebuilt in torch differs from '{folder}' (|Δ logits| {error:.2e} > "
                              f"{REBUILD_TOLERANCE:.0e}): its passes are not all understood by distill")
+
+
+def _check_quantizable(student: Student, folder: Path) -> None:
+    if student.masks:
+        raise BadInput(f"'{folder}' is sparsified: --quantize trains dense weights through the int4 grid; "
+                       "quantise the dense student, or distil the sparse one without --quantize")
 
 
 def _run_state(run: DistillRun, text_sha256: str, rows: int) -> dict[str, Any]:

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from torch.nn.utils import parametrize
 
 from onnxforge.train.checkpoint import load_checkpoint, save_checkpoint
 from onnxforge.train.losses import kd_loss, stream_loss
@@ -47,6 +48,7 @@ class TrainSettings:
     stream_weight: float = 0.0
     precision: str = "fp32"
     seed: int = 0
+    quantize: str | None = None
 
     @property
     def tokens_per_step(self) -> int:
@@ -150,7 +152,8 @@ class Trainer:
         model = self.student.model.train()
         loss_fn: Callable[[torch.Tensor], dict[str, torch.Tensor]] = \
             self._blockwise_losses if stage == "blockwise" else self._kd_losses
-        losses = loss_fn(ids)
+        with parametrize.cached():  # a fake-quantised weight is computed once per step, not per use
+            losses = loss_fn(ids)
         self.optimizer.zero_grad(set_to_none=True)
         losses["loss"].backward()
         norm = torch.nn.utils.clip_grad_norm_([p for g in self.optimizer.param_groups for p in g["params"]],

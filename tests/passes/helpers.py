@@ -75,3 +75,37 @@ def greedy_without_cache(folder: Path, prompt: str = "hello world", tokens: int 
         if new[-1] in generator.stop_ids:
             break
     return new
+
+
+def _stored(model: ir.Model, name: str) -> np.ndarray | None:
+    """An initializer's array, or None; a float16 copy (`NAME.f16`, cast back in the graph) as float32."""
+    initializers = model.graph.initializers
+    if name in initializers:
+        return initializers[name].const_value.numpy()
+    if f"{name}.f16" in initializers:
+        return initializers[f"{name}.f16"].const_value.numpy().astype(np.float32)
+    return None
+
+
+def _unpacked(packed: np.ndarray, bits: int, columns: int) -> np.ndarray:
+    """Codes packed low bits first, as rows of `columns` float codes."""
+    rows = packed.reshape(packed.shape[0], -1)
+    if bits == 4:
+        rows = np.stack([rows & 15, rows >> 4], axis=-1).reshape(rows.shape[0], -1)
+    return rows[:, :columns].astype(np.float32)
+
+
+def restored_weight(model: ir.Model, stem: str, bits: int, k: int, block: int = 32) -> np.ndarray:
+    """W [K, N] rebuilt from a MatMulNBits weight's stored codes, scales, zero points and offsets, read back
+    independently of the pass that wrote them."""
+    codes = _unpacked(_stored(model, f"{stem}.q{bits}"), bits, -(-k // block) * block)
+    scales = _stored(model, f"{stem}.scales")
+    zeros = _stored(model, f"{stem}.zeros")
+    zeros = (
+        np.full(scales.shape, 1 << (bits - 1), np.float32) if zeros is None else _unpacked(zeros, bits, scales.shape[1])
+    )
+    values = (codes.reshape(codes.shape[0], -1, block) - zeros[..., None]) * scales[..., None]
+    offsets = _stored(model, f"{stem}.offsets")
+    if offsets is not None:
+        values = values + offsets.T[..., None]
+    return values.reshape(codes.shape[0], -1)[:, :k].T

@@ -13,7 +13,7 @@ from onnxforge.eval.run import evaluate_folder
 from onnxforge.passes.calibration import CalibrationSettings
 from onnxforge.passes.pipeline import compress
 from onnxforge.passes.recipe import load_recipe
-from tests.passes.helpers import greedy_with_cache, greedy_without_cache
+from tests.passes.helpers import greedy_with_cache, greedy_without_cache, restored_weight
 
 pytestmark = pytest.mark.slow
 CALIBRATION = CalibrationSettings(samples=8, max_tokens=128)
@@ -131,34 +131,6 @@ def test_int8_weights_cost_under_one_percent(default_export, baseline_perplexity
     assert _perplexity(folder) < 1.01 * baseline_perplexity
 
 
-def _stored(model, name: str) -> np.ndarray:  # noqa: ANN001
-    return model.graph.initializers[name].const_value.numpy()
-
-
-def _unpacked(packed: np.ndarray, bits: int, columns: int) -> np.ndarray:
-    """Codes packed low bits first, rows of `columns` codes."""
-    rows = packed.reshape(packed.shape[0], -1)
-    if bits == 8:
-        return rows.astype(np.float32)
-    return np.stack([rows & 15, rows >> 4], axis=-1).reshape(rows.shape[0], -1)[:, :columns].astype(np.float32)
-
-
-def _restored_weight(model, stem: str, bits: int, k: int) -> np.ndarray:  # noqa: ANN001
-    """W [K, N] rebuilt from the stored codes, float16 scales, zero points and offsets, block by block."""
-    codes = _unpacked(_stored(model, f"{stem}.q{bits}"), bits, k)
-    n = codes.shape[0]
-    scales = _stored(model, f"{stem}.scales.f16").astype(np.float32)
-    zeros = (
-        _unpacked(_stored(model, f"{stem}.zeros"), bits, scales.shape[1])
-        if f"{stem}.zeros" in model.graph.initializers
-        else np.full(scales.shape, 1 << (bits - 1), np.float32)
-    )
-    values = (codes.reshape(n, -1, 32) - zeros[..., None]) * scales[..., None]
-    if f"{stem}.offsets.f16" in model.graph.initializers:
-        values = values + _stored(model, f"{stem}.offsets.f16").astype(np.float32).T[..., None]
-    return values.reshape(n, -1).T
-
-
 def test_gguf_exact_reproduces_the_dequantised_layers_bit_for_bit(
     default_export, baseline_perplexity, tmp_path: Path
 ) -> None:  # noqa: ANN001
@@ -174,7 +146,7 @@ def test_gguf_exact_reproduces_the_dequantised_layers_bit_for_bit(
     assert len(floats) == 151 and not weight_matmuls(exact.graph)
     for weight in floats:
         bits = 8 if weight.name == "lm_head.weight" else 4
-        restored = _restored_weight(exact, weight.name, bits, weight.array().shape[0])
+        restored = restored_weight(exact, weight.name, bits, weight.array().shape[0])
         assert np.array_equal(restored, weight.array()), weight.name  # every bit of every weight
     model_bytes = manifest["files_bytes"]["model.onnx"] + manifest["files_bytes"]["model.onnx_data"]
     assert model_bytes < 1.05 * named_gguf_path("smollm2-135m").stat().st_size
