@@ -55,7 +55,7 @@ def quantized_weights(model: torch.nn.Module) -> list[tuple[torch.nn.Module, str
     for module in model.modules():
         if isinstance(module, torch.nn.Linear) and module.in_features >= MIN_K:
             found.append((module, "weight", True))
-        elif isinstance(module, torch.nn.Embedding):
+        elif module is model.get_input_embeddings():  # the token table (position tables stay float)
             found.append((module, "weight", True))
         elif isinstance(module, LowRankLinear):
             factors = ("lowrank_a", "lowrank_b")
