@@ -2,7 +2,9 @@
 
 A weight MatMul multiplies an activation by a constant 2-D initializer W [K, N], or by the
 transpose of one (the tied lm_head reads the embedding table [vocab, hidden] through a Transpose).
-Rotary position MatMuls (K = 1) are not weights worth quantising and are left out.
+Rotary position MatMuls (K = 1) are not weights worth quantising and are left out, and so are the
+small MatMuls a grid with offsets adds (block sums, offset terms): quantising them would break the
+grid they keep exact.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import onnx_ir as ir
 
 _LAYER = re.compile(r"layers\.(\d+)\.")
 MIN_K = 16
+BLOCK_INDICATOR_PREFIX, OFFSETS_SUFFIX = "block_indicator.", ".offsets"  # the names of those helpers' constants
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,6 +58,8 @@ def weight_matmuls(graph: ir.Graph) -> list[WeightMatMul]:
         if node.op_type != "MatMul" or node.domain not in ("", "ai.onnx"):
             continue
         operand = node.inputs[1]
+        if _grid_helper(operand):
+            continue
         if _float_matrix(operand):
             if operand.const_value.shape[0] >= MIN_K:
                 found.append(WeightMatMul(node, operand, False))
@@ -65,6 +70,11 @@ def weight_matmuls(graph: ir.Graph) -> list[WeightMatMul]:
             if list(perm) == [1, 0] and producer.inputs[0].const_value.shape[1] >= MIN_K:
                 found.append(WeightMatMul(node, producer.inputs[0], True))
     return found
+
+
+def _grid_helper(value: ir.Value | None) -> bool:
+    name = (value.name or "") if value is not None else ""
+    return name.startswith(BLOCK_INDICATOR_PREFIX) or name.endswith(OFFSETS_SUFFIX)
 
 
 def _float_matrix(value: ir.Value | None) -> bool:

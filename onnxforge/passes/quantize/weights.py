@@ -27,7 +27,14 @@ from onnxforge.passes.base import PassConfig, PassRefused, check_choice
 from onnxforge.passes.calibration import CalibratedPass
 from onnxforge.passes.ir_utils import add_initializer, replace_node
 from onnxforge.passes.quantize.blockwise import METHODS, ZERO_POINTS, BlockQuantized, on_grid, pack_rows, quantize
-from onnxforge.passes.quantize.weight_matmuls import WeightMatMul, embedding_lookup, select, weight_matmuls
+from onnxforge.passes.quantize.weight_matmuls import (
+    BLOCK_INDICATOR_PREFIX,
+    OFFSETS_SUFFIX,
+    WeightMatMul,
+    embedding_lookup,
+    select,
+    weight_matmuls,
+)
 
 FORMATS = ("matmulnbits", "qdq")
 SCALE_DTYPES = ("float32", "float16")
@@ -216,7 +223,7 @@ def _nbits_initializers(
     elif np.any(quantized.zeros != quantized.symmetric_zero):
         stored["zeros"] = add_initializer(graph, f"{stem}.zeros", pack_rows(quantized.zeros, quantized.bits))
     if quantized.offsets is not None:
-        stored["offsets"] = _float_constant(graph, f"{stem}.offsets", quantized.offsets.T, scale_dtype)
+        stored["offsets"] = _float_constant(graph, f"{stem}{OFFSETS_SUFFIX}", quantized.offsets.T, scale_dtype)
     return stored
 
 
@@ -235,7 +242,7 @@ def _float_constant(graph: ir.Graph, name: str, array: np.ndarray, dtype: str) -
 def _block_indicator(graph: ir.Graph, quantized: BlockQuantized) -> ir.Value:
     """The 0/1 matrix [K, blocks] that says which block each of K's positions is in (one per shape)."""
     k, block = quantized.k, quantized.block
-    name = f"block_indicator.{k}x{block}"
+    name = f"{BLOCK_INDICATOR_PREFIX}{k}x{block}"
     if name not in graph.initializers:
         blocks = np.arange(k) // block
         add_initializer(graph, name, (blocks[:, None] == np.arange(-(-k // block))).astype(np.float32))

@@ -89,6 +89,7 @@ def test_offsets_compute_the_dequantised_model_embedding_included(llama: Path, t
     reference = batch_logits(dequantized_copy(llama, tmp_path / "reference", 4, False, "offset"))
     np.testing.assert_allclose(batch_logits(out), reference, atol=1e-4)
     assert "lm_head's 4-bit codes" in entry["embedding"]
+    assert entry["kept_float"] == []  # the block sums and offset terms are not weights to quantise again
     counts, attention_matmuls = op_counts(out), op_counts(llama)["MatMul"] - 15
     assert counts["MatMulNBits"] == 15
     # block sums once per distinct input (4 per layer and lm_head's), one offset MatMul per weight, the lookup's
