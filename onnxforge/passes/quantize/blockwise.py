@@ -13,9 +13,11 @@ c in [0, 2^bits) and W ≈ (c - zero) * scale. Three ways to choose the codes:
   blocks d·q with d and m float16, so the float16 rounding of the min/max step is d; a block whose
   restored values differ from the weights in any bit keeps the plain min/max grid.
 Zero points (`zero_point`): `integer` (rounded to a code, the fast MatMulNBits path), `float`
-(keeps an existing grid exactly, on ONNX Runtime's slow CPU path for them), or `offset`: zero
-point 0 and the block's minimum as an offset, W = c·scale + offset, added to the product through
-the input's block sums (exact, and the fast path).
+(keeps an existing grid exactly, on ONNX Runtime's slow CPU path for them), or `offset`: the
+nearest whole zero point z plus what is left of the block's minimum m, W = (c - z)·scale + offset
+with offset = m + z·scale (|offset| <= scale / 2), added to the product through the input's block
+sums. For a GGUF block (c - z)·d is exact and the offset a float16: W comes back bit for bit, on
+the fast path.
 """
 
 from __future__ import annotations

@@ -231,11 +231,9 @@ def _float_constant(graph: ir.Graph, name: str, array: np.ndarray, dtype: str) -
     """A float32 constant, stored as float16 behind a Cast when `dtype` is float16."""
     if dtype == "float32":
         return add_initializer(graph, name, array.astype(np.float32))
-    cast = ir.node(
-        "Cast", [add_initializer(graph, f"{name}.f16", array.astype(np.float16))], {"to": ir.DataType.FLOAT}, name=name
-    )
+    half = add_initializer(graph, f"{name}.f16", array.astype(np.float16))
+    cast = _node_named("Cast", [half], name, {"to": ir.DataType.FLOAT})
     graph.insert_before(next(iter(graph)), cast)
-    cast.outputs[0].name = name
     return cast.outputs[0]
 
 
@@ -283,16 +281,13 @@ def _lookup_plus_offsets(
     """gather + each token's row of offsets spread over its blocks (offsets [blocks, N] read by row)."""
     gather.outputs[0].name = "embedding.without_offsets"
     indicator = _block_indicator(graph, quantized)
-    nodes = [
-        gather,
-        _node_named("Transpose", [offsets], "embedding.offset_rows", {"perm": [1, 0]}),
-        _node_named("Transpose", [indicator], f"{indicator.name}.transposed", {"perm": [1, 0]}),
-    ]
-    nodes.append(_node_named("Gather", [nodes[1].outputs[0], lookup.inputs[1]], "embedding.token_offsets"))
-    nodes.append(_node_named("MatMul", [nodes[3].outputs[0], nodes[2].outputs[0]], "embedding.offset_terms"))
-    for node in nodes:
+    rows = _node_named("Transpose", [offsets], "embedding.offset_rows", {"perm": [1, 0]})
+    spread = _node_named("Transpose", [indicator], f"{indicator.name}.transposed", {"perm": [1, 0]})
+    picked = _node_named("Gather", [rows.outputs[0], lookup.inputs[1]], "embedding.token_offsets")
+    terms = _node_named("MatMul", [picked.outputs[0], spread.outputs[0]], "embedding.offset_terms")
+    for node in (gather, rows, spread, picked, terms):
         graph.insert_before(lookup, node)
-    return ir.node("Add", [gather.outputs[0], nodes[4].outputs[0]], name="embedding.plus_offsets")
+    return ir.node("Add", [gather.outputs[0], terms.outputs[0]], name="embedding.plus_offsets")
 
 
 def _matmulnbits(
