@@ -20,6 +20,7 @@ from onnxforge.errors import BadInput
 MODEL_FILE = "model.onnx"
 EXTERNAL_DATA_FILE = "model.onnx_data"
 MANIFEST_FILE = "onnxforge.json"
+BUNDLE_MANIFEST_FILE = "manifest.json"  # a bundle's record of its files, operators and runtime needs
 CONFIG_FILE = "config.json"
 TOKENIZER_FILE = "tokenizer.json"
 MODEL_FILES = (MODEL_FILE, EXTERNAL_DATA_FILE, MANIFEST_FILE)

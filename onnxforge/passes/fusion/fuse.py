@@ -43,6 +43,7 @@ import onnx_ir as ir
 import onnx_ir.passes.common as common_passes
 from onnxscript.rewriter import pattern
 
+from onnxforge.errors import ConfigError
 from onnxforge.folder import (
     BATCH_ROWS_KEY,
     INDEPENDENT_ROWS,
@@ -52,7 +53,7 @@ from onnxforge.folder import (
     PRESENT_PREFIX,
     SHARED_BUFFER,
 )
-from onnxforge.passes.base import OnnxforgePass, PassConfig, check_bools, model_facts
+from onnxforge.passes.base import OnnxforgePass, PassConfig, check_bool, model_facts
 from onnxforge.passes.fusion.attention import (
     AttentionShape,
     GroupQueryAttentionFusion,
@@ -65,6 +66,8 @@ from onnxforge.passes.fusion.mask_inputs import attention_inputs
 from onnxforge.passes.fusion.norms import fuse_norms
 from onnxforge.passes.fusion.qkv_packing import pack_sibling_matmuls
 from onnxforge.passes.fusion.rotary import RotaryFusion
+from onnxforge.passes.fusion.runtime_fit import fit_to_runtime
+from onnxforge.passes.runtime_versions import parse_version
 
 FUSED_OPS = ("GroupQueryAttention", "RotaryEmbedding", "SkipSimplifiedLayerNormalization",
              "SimplifiedLayerNormalization")
@@ -91,9 +94,17 @@ class FuseConfig(PassConfig):
     pack_qkv: bool = True
     rotary_in_attention: bool = True
     last_logits: bool = True
+    runtime: str = ""
 
     def validate(self) -> None:
-        check_bools(self)
+        for field in dataclasses.fields(self):
+            if field.name != "runtime":
+                check_bool(field.name, getattr(self, field.name))
+        if self.runtime:
+            try:
+                parse_version(self.runtime)
+            except ValueError as error:
+                raise ConfigError(f"runtime: {error}") from None
 
 
 class FusePass(OnnxforgePass):
@@ -137,6 +148,8 @@ class FusePass(OnnxforgePass):
         if shared:
             model.metadata_props[KV_CACHE_KEY] = SHARED_BUFFER
             model.metadata_props[BATCH_ROWS_KEY] = INDEPENDENT_ROWS  # seqlens_k per row (mask_inputs)
+        if self.config.runtime:
+            applied["runtime_fit"] = fit_to_runtime(model, parse_version(self.config.runtime))
         fused = {op: count for op, count in _op_counts(model.graph).items() if op in FUSED_OPS}
         log.write(fused=fused, rules_applied=applied, shared_kv_buffer=shared)
         return ir.passes.PassResult(model, modified=_op_counts(model.graph) != counts_before or any(applied.values()))
