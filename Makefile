@@ -18,12 +18,19 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install -q -e '.[export,report,serve,ray,dev]'
 	touch $(STAMP)
 
-install: $(STAMP)
+# Node.js clients of the bundles (examples/node): transformers.js, onnxruntime-node, onnxruntime-web (WASM).
+# ONNXRUNTIME_NODE_INSTALL=skip: onnxruntime-node's install script would fetch CUDA libraries; the CPU build ships in it.
+NODE_STAMP := examples/node/node_modules/.installed
+$(NODE_STAMP): examples/node/package.json examples/node/package-lock.json
+	cd examples/node && ONNXRUNTIME_NODE_INSTALL=skip npm ci --no-audit --no-fund --loglevel=error
+	touch $(NODE_STAMP)
+
+install: $(STAMP) $(NODE_STAMP)
 
 demo: $(STAMP)
 	$(BIN)/onnxforge demo
 
-test: $(STAMP)
+test: $(STAMP) $(NODE_STAMP)
 	$(BIN)/ruff check onnxforge tests benchmarks
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/python -m pytest -q -ra -p no:cacheprovider
 

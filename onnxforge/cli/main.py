@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from onnxforge.cli import (
     bench,
     bench_serve,
+    bundle,
     chat,
     compress,
     demo,
@@ -24,6 +25,7 @@ from onnxforge.cli import (
     passes,
     report,
     serve,
+    teacher_text,
     validate,
 )
 from onnxforge.cli import eval as evaluate
@@ -38,8 +40,8 @@ from onnxforge.errors import (
     termination_requested,
 )
 
-COMMANDS = (export, validate, generate, chat, serve, evaluate, bench, bench_serve, report, compress, distill, passes,
-            demo)
+COMMANDS = (export, validate, generate, chat, serve, evaluate, bench, bench_serve, report, compress, distill,
+            teacher_text, bundle, passes, demo)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -30,11 +30,13 @@ _CACHED_MODEL, _CACHED_DATA = MODEL_FILE, EXTERNAL_DATA_FILE
 
 @dataclass(frozen=True)
 class SessionSettings:
-    """How to open a folder: providers, graph optimisation level, and where to cache the optimised graph."""
+    """How to open a folder: providers, graph optimisation level, where to cache the optimised graph, and which
+    graph file (relative to the folder: a bundle keeps `onnx/model_q4.onnx` or `model.ort`)."""
 
     providers: ProviderSettings = field(default_factory=ProviderSettings)
     optimization: str = "all"
     optimized_cache: Path | None = None
+    graph: str = MODEL_FILE
 
     def __post_init__(self) -> None:
         if self.optimization not in OPTIMIZATION_LEVELS:
@@ -48,10 +50,10 @@ class SessionSettings:
 
 
 def open_session(model_dir: str | Path, settings: SessionSettings = SessionSettings()) -> ort.InferenceSession:
-    """A session on `model_dir/model.onnx`; `settings.optimized_cache` (a folder) makes later loads faster."""
-    path = Path(model_dir) / MODEL_FILE
+    """A session on `model_dir/model.onnx` (or `settings.graph`); `settings.optimized_cache` speeds up later loads."""
+    path = Path(model_dir) / settings.graph
     if not path.is_file():
-        raise BadInput(f"'{model_dir}' has no {MODEL_FILE}: give a folder written by onnxforge export")
+        raise BadInput(f"'{model_dir}' has no {settings.graph}: give a folder written by onnxforge export")
     providers = settings.providers
     choice = choose_providers(providers)
     options = _session_options(providers.threads, settings.optimization)
@@ -92,7 +94,7 @@ def _create_and_cache(
 def _cache_entry(path: Path, cache: Path, providers: tuple[str, ...], optimization: str) -> Path:
     """A folder name that changes whenever the model files, onnxruntime or the settings change."""
     key = hashlib.sha256(ort.__version__.encode())
-    for file in sorted(path.parent.glob(f"{MODEL_FILE}*")):
+    for file in sorted(path.parent.glob(f"{path.stem}.*")):
         stat = file.stat()
         key.update(f"{file.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode())
     key.update(f"{providers}:{optimization}".encode())

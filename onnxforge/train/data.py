@@ -21,6 +21,7 @@ from tokenizers import Tokenizer
 from onnxforge.data import data_file, read_jsonl
 from onnxforge.errors import BadInput
 from onnxforge.passes.calibration import read_texts
+from onnxforge.train.teacher_text import read_teacher_text
 
 NGRAM = 13
 EVALUATION_SETS = ("wikitext2", "arc_easy", "lambada")
@@ -37,12 +38,16 @@ class TrainingText:
 
 
 def training_text(extra_files: Sequence[str | Path] = ()) -> TrainingText:
-    """The shipped calibration passages plus `extra_files` (.jsonl 'text' or .txt), decontaminated."""
-    passages = read_texts(None) + [text for file in extra_files for text in read_texts(str(file))]
+    """The shipped calibration passages plus `extra_files` (.jsonl, .txt, teacher-text folders), decontaminated."""
+    passages = read_texts(None) + [text for file in extra_files for text in _extra_texts(Path(file))]
     evaluation = evaluation_ngrams()
     kept = [text for text in passages if not shares_ngram(text, evaluation)]
     digest = hashlib.sha256("\n\n".join(kept).encode("utf-8")).hexdigest()
     return TrainingText(kept, len(passages) - len(kept), digest)
+
+
+def _extra_texts(path: Path) -> list[str]:
+    return read_teacher_text(path) if path.is_dir() else read_texts(str(path))
 
 
 def token_rows(tokenizer: Tokenizer, passages: Iterable[str], length: int, limit: int | None = None) -> np.ndarray:

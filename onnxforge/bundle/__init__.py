@@ -1,0 +1,1 @@
+"""Bundles: a folder for one consumer (web, mobile, genai, server) with a manifest of what it needs."""

@@ -1,0 +1,30 @@
+"""Run the Node.js clients of examples/node on a bundle and read their JSON (real processes, bounded in time)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from typing import Any
+
+NODE_DIR = Path(__file__).resolve().parents[2] / "examples" / "node"
+
+
+def run_client(script: str, *args: str, timeout: float = 300) -> dict[str, Any]:
+    """`node examples/node/SCRIPT ARGS...`: its JSON line; AssertionError with its stderr when it fails."""
+    done = subprocess.run(["node", str(NODE_DIR / script), *args], capture_output=True, text=True, timeout=timeout,
+                          cwd=NODE_DIR)
+    assert done.returncode == 0, f"{script} failed: {done.stderr[-2000:]}"
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def transformers_js_ids(bundle: Path, dtype: str, tokens: int, prompts: list[str]) -> list[list[int]]:
+    """Greedy new ids of each prompt, from transformers.js (it tokenises the prompts itself)."""
+    result = run_client("transformers-js.mjs", str(bundle), dtype, str(tokens), *prompts)
+    return [row["token_ids"] for row in result["results"]]
+
+
+def ort_client_ids(backend: str, bundle: Path, graph: str, tokens: int, prompts: list[list[int]]) -> list[list[int]]:
+    """Greedy new ids of each prompt (token ids), from the manifest-driven loop on onnxruntime-node or -web (WASM)."""
+    result = run_client("ort-client.mjs", backend, str(bundle), graph, str(tokens), *(json.dumps(p) for p in prompts))
+    return [row["token_ids"] for row in result["results"]]

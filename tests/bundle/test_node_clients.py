@@ -1,0 +1,38 @@
+"""The Node.js clients read a tiny web bundle and generate the same greedy ids as our runtime."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from onnxforge.bundle.build import BundleRequest, bundle
+from onnxforge.runtime.generate import GenerationSettings, Generator
+from tests.bundle.node_clients import ort_client_ids, transformers_js_ids
+
+PROMPTS = ["Hello there", "The quick brown fox"]
+TOKENS = 8
+
+
+@pytest.fixture(scope="module")
+def web_bundle(tiny_folders: dict[str, Path], tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("web") / "bundle"
+    bundle(BundleRequest((tiny_folders["fused"], tiny_folders["int4"]), out, "web"))
+    return out
+
+
+def _ours(folder: Path) -> tuple[list[list[int]], list[list[int]]]:
+    generator = Generator(folder)
+    prompts = [generator.prompt_ids(p, raw=True) for p in PROMPTS]
+    settings = GenerationSettings(max_new_tokens=TOKENS)
+    return prompts, [generator.run([ids], settings).complete().completions[0].token_ids for ids in prompts]
+
+
+@pytest.mark.parametrize(("source", "dtype", "graph"), [("fused", "fp32", "onnx/model.onnx"),
+                                                        ("int4", "q4", "onnx/model_q4.onnx")])
+def test_transformers_js_onnxruntime_node_and_wasm_match_our_runtime(
+        web_bundle: Path, tiny_folders: dict[str, Path], source: str, dtype: str, graph: str) -> None:
+    prompts, expected = _ours(tiny_folders[source])
+    assert transformers_js_ids(web_bundle, dtype, TOKENS, PROMPTS) == expected
+    assert ort_client_ids("node", web_bundle, graph, TOKENS, prompts) == expected
+    assert ort_client_ids("wasm", web_bundle, graph, TOKENS, prompts) == expected
