@@ -25,13 +25,21 @@ $(NODE_STAMP): examples/node/package.json examples/node/package-lock.json
 	cd examples/node && ONNXRUNTIME_NODE_INSTALL=skip npm ci --no-audit --no-fund --loglevel=error
 	touch $(NODE_STAMP)
 
-install: $(STAMP) $(NODE_STAMP)
+# onnxruntime-genai's own runtime (no torch), the client of `bundle --target genai` (examples/genai).
+GENAI_VENV := .venv-genai
+GENAI_STAMP := $(GENAI_VENV)/.installed
+$(GENAI_STAMP):
+	test -x $(GENAI_VENV)/bin/python || $(PYTHON) -m venv $(GENAI_VENV)
+	$(GENAI_VENV)/bin/pip install -q 'onnxruntime-genai>=0.18'
+	touch $(GENAI_STAMP)
+
+install: $(STAMP) $(NODE_STAMP) $(GENAI_STAMP)
 
 demo: $(STAMP)
 	$(BIN)/onnxforge demo
 
-test: $(STAMP) $(NODE_STAMP)
-	$(BIN)/ruff check onnxforge tests benchmarks
+test: $(STAMP) $(NODE_STAMP) $(GENAI_STAMP)
+	$(BIN)/ruff check onnxforge tests benchmarks examples
 	HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 $(BIN)/python -m pytest -q -ra -p no:cacheprovider
 
 # optimum pins transformers<4.58, so it gets its own environment (not part of `make test`).

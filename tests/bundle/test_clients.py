@@ -1,4 +1,5 @@
-"""The Node.js clients read a tiny web bundle and generate the same greedy ids as our runtime."""
+"""The clients of other runtimes (transformers.js, onnxruntime-node and -web, onnxruntime-genai) read tiny bundles
+and generate the same greedy ids as our runtime."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import pytest
 
 from onnxforge.bundle.build import BundleRequest, bundle
 from onnxforge.runtime.generate import GenerationSettings, Generator
-from tests.bundle.node_clients import ort_client_ids, transformers_js_ids
+from tests.bundle.clients import genai_ids, ort_client_ids, transformers_js_ids
 
 PROMPTS = ["Hello there", "The quick brown fox"]
 TOKENS = 8
@@ -36,3 +37,10 @@ def test_transformers_js_onnxruntime_node_and_wasm_match_our_runtime(
     assert transformers_js_ids(web_bundle, dtype, TOKENS, PROMPTS) == expected
     assert ort_client_ids("node", web_bundle, graph, TOKENS, prompts) == expected
     assert ort_client_ids("wasm", web_bundle, graph, TOKENS, prompts) == expected
+
+
+def test_onnxruntime_genai_runs_a_genai_bundle_with_our_tokens(tiny_folders: dict[str, Path], tmp_path: Path) -> None:
+    out = tmp_path / "genai"
+    bundle(BundleRequest((tiny_folders["int4"],), out, "genai"))
+    prompts, expected = _ours(tiny_folders["int4"])
+    assert genai_ids(out, TOKENS, prompts) == expected

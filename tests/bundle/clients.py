@@ -1,4 +1,4 @@
-"""Run the Node.js clients of examples/node on a bundle and read their JSON (real processes, bounded in time)."""
+"""Run the clients of examples/ (Node.js, onnxruntime-genai) on a bundle and read their JSON (real processes, bounded)."""
 
 from __future__ import annotations
 
@@ -28,3 +28,15 @@ def ort_client_ids(backend: str, bundle: Path, graph: str, tokens: int, prompts:
     """Greedy new ids of each prompt (token ids), from the manifest-driven loop on onnxruntime-node or -web (WASM)."""
     result = run_client("ort-client.mjs", backend, str(bundle), graph, str(tokens), *(json.dumps(p) for p in prompts))
     return [row["token_ids"] for row in result["results"]]
+
+
+GENAI_PYTHON = NODE_DIR.parents[1] / ".venv-genai" / "bin" / "python"
+
+
+def genai_ids(bundle: Path, tokens: int, prompts: list[list[int]]) -> list[list[int]]:
+    """Greedy new ids of each prompt from onnxruntime-genai's runtime (examples/genai, in its own venv)."""
+    script = NODE_DIR.parent / "genai" / "generate.py"
+    done = subprocess.run([str(GENAI_PYTHON), str(script), str(bundle), str(tokens), *(json.dumps(p) for p in prompts)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, f"onnxruntime-genai failed: {done.stderr[-2000:]}"
+    return [row["token_ids"] for row in json.loads(done.stdout.strip().splitlines()[-1])["results"]]
