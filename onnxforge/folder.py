@@ -28,6 +28,8 @@ TOKENIZER_FILE = "tokenizer.json"
 MODEL_FILES = (MODEL_FILE, EXTERNAL_DATA_FILE, MANIFEST_FILE)
 
 INPUT_IDS, ATTENTION_MASK, POSITION_IDS, LOGITS = "input_ids", "attention_mask", "position_ids", "logits"
+# an encoder's graph (task feature-extraction): token types when the model has them; the pooled sentence embedding
+TOKEN_TYPE_IDS, LAST_HIDDEN_STATE, SENTENCE_EMBEDDING = "token_type_ids", "last_hidden_state", "sentence_embedding"
 # an optional int64 input of a fused graph (a graph input with a default): 0 = logits at every position, k = at
 # each row's last k tokens (its last real token when rows are right-padded); tools that do not know it get all
 LOGITS_TO_KEEP = "logits_to_keep"

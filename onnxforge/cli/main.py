@@ -20,6 +20,7 @@ from onnxforge.cli import (
     compress,
     demo,
     distill,
+    embed,
     export,
     generate,
     passes,
@@ -41,7 +42,7 @@ from onnxforge.errors import (
 )
 
 COMMANDS = (export, validate, generate, chat, serve, evaluate, bench, bench_serve, report, compress, distill,
-            teacher_text, bundle, passes, demo)
+            teacher_text, bundle, embed, passes, demo)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -55,6 +55,13 @@ def print_parity(parity: dict[str, Any]) -> None:
     table = Table(title="parity with torch", show_header=True)
     table.add_column("check")
     table.add_column("result", justify="right")
+    if "min_embedding_cosine" in parity:  # an encoder
+        table.add_row(f"min sentence-embedding cosine ({parity['texts']} texts)",
+                      f"{parity['min_embedding_cosine']:.6f}")
+        table.add_row("max |Δ last_hidden_state|", f"{parity['max_abs_hidden_diff']:.2e}")
+        table.add_row("verdict", "[green]passed[/green]" if parity["passed"] else "[red]FAILED[/red]")
+        show(table)
+        return
     for case, diff in parity["max_abs_logits_diff"].items():
         table.add_row(f"max |Δ logits| {case}", f"{diff:.2e}")
     table.add_row("tolerance", f"{parity['tolerance']:.0e}")

@@ -1,4 +1,4 @@
-"""The flags `generate` and `chat` share: which folder, provider and threads, sampling, stopping."""
+"""The flags `generate`, `chat` and `embed` share: which folder, provider and threads, sampling, stopping."""
 
 from __future__ import annotations
 
@@ -21,6 +21,11 @@ def add_runtime_arguments(parser: argparse.ArgumentParser, max_new_tokens: int) 
     parser.add_argument("--repetition-penalty", type=float, default=1.0, help="> 1 discourages repeats (1 = off)")
     parser.add_argument("--seed", type=int, help="seed of the sampler (same seed, same text)")
     parser.add_argument("--stop", action="append", default=[], metavar="STR", help="stop at this text (repeatable)")
+    add_provider_arguments(parser)
+
+
+def add_provider_arguments(parser: argparse.ArgumentParser) -> None:
+    """Flags of every command that opens a session: provider, threads, GPU, optimisation, caches."""
     parser.add_argument("--provider", default="cpu", metavar="NAME[,NAME]",
                         help=f"{', '.join(ORT_NAMES)} or a list; falls back towards cpu (default %(default)s)")
     parser.add_argument("--strict-provider", action="store_true", help="fail instead of falling back")
@@ -34,11 +39,16 @@ def add_runtime_arguments(parser: argparse.ArgumentParser, max_new_tokens: int) 
                         help="keep onnxruntime's optimised graph here so later loads are faster")
 
 
-def generator_from_args(args: argparse.Namespace) -> Generator:
-    """Open the folder with the provider settings given on the command line."""
+def session_settings_from_args(args: argparse.Namespace) -> SessionSettings:
+    """Session settings from the provider flags."""
     providers = ProviderSettings.parse(args.provider, strict=args.strict_provider, threads=args.threads,
                                        device_id=args.device_id, trt_cache_dir=args.trt_cache, trt_fp16=args.trt_fp16)
-    return Generator(args.dir, SessionSettings(providers, args.optimization, args.ort_cache))
+    return SessionSettings(providers, args.optimization, args.ort_cache)
+
+
+def generator_from_args(args: argparse.Namespace) -> Generator:
+    """Open the folder with the provider settings given on the command line."""
+    return Generator(args.dir, session_settings_from_args(args))
 
 
 def settings_from_args(args: argparse.Namespace, truncate: bool = False) -> GenerationSettings:

@@ -57,8 +57,8 @@ def trace_to_onnx(model: torch.nn.Module, facts: ModelFacts, opset: int = DEFAUL
     onnx_model = program.model
     CleanupPass()(onnx_model)
     _name_dynamic_axes(onnx_model.graph)
-    _name_weights(onnx_model.graph)
-    _drop_trace_metadata(onnx_model.graph)
+    name_weights(onnx_model.graph)
+    drop_trace_metadata(onnx_model.graph)
     return onnx_model
 
 
@@ -105,7 +105,7 @@ def _name_dynamic_axes(graph: ir.Graph) -> None:
         value.shape = ir.Shape(dims)
 
 
-def _name_weights(graph: ir.Graph) -> None:
+def name_weights(graph: ir.Graph) -> None:
     """Give initializers their Hugging Face names (`model.layers.0.mlp.up_proj.weight`).
 
     The wrapper adds a `model.` prefix to every parameter, and constant folding replaces each
@@ -120,7 +120,7 @@ def _name_weights(graph: ir.Graph) -> None:
             value.name = origin.removeprefix("model.")  # onnx_ir re-keys graph.initializers itself
 
 
-def _drop_trace_metadata(graph: ir.Graph) -> None:
+def drop_trace_metadata(graph: ir.Graph) -> None:
     """Remove torch's per-node stack traces and module paths (~4 MB on the default model)."""
     for node in graph:
         node.metadata_props.clear()

@@ -26,8 +26,10 @@ from starlette.exceptions import HTTPException
 
 from onnxforge.errors import BadInput
 from onnxforge.runtime.decoder import Decoder
+from onnxforge.runtime.embed import Embedder, is_encoder_folder
 from onnxforge.runtime.session import SessionSettings
 from onnxforge.runtime.text import TextCodec
+from onnxforge.serve.embeddings import EmbeddingRequest, embedding_response
 from onnxforge.serve.engine import Engine, QueueFull
 from onnxforge.serve.metrics import ServerMetrics
 from onnxforge.serve.requests import RequestSettings, TokenEvent
@@ -61,19 +63,29 @@ class ServerConfig:
 
 
 class ServedModel:
-    """The loaded folder: tokenizer, engine and the engine's thread (None until loaded)."""
+    """The loaded folder: tokenizer, engine and the engine's thread, or an encoder's embedder (None until loaded)."""
 
     def __init__(self, config: ServerConfig) -> None:
         self.config = config
         self.codec: TextCodec | None = None
         self.engine: Engine | None = None
+        self.embedder: Embedder | None = None
         self.load_error: str | None = None
         self._stop = threading.Event()
+
+    @property
+    def ready(self) -> bool:
+        """Whether requests can be answered."""
+        return self.engine is not None or self.embedder is not None
 
     def load(self) -> None:
         """Open the folder and start the engine thread (runs in a background thread)."""
         try:
             config = self.config
+            if is_encoder_folder(config.folder):
+                self.embedder = Embedder(config.folder, config.session)
+                log.info("serving the encoder %s: POST /v1/embeddings", config.name)
+                return
             codec = TextCodec(config.folder)
             engine = Engine(Decoder(config.folder, config.session), codec.decode, frozenset(codec.stop_ids()),
                             config.max_batch, config.max_queue, config.context,
@@ -115,15 +127,25 @@ def create_app(config: ServerConfig) -> FastAPI:
 
     @app.get("/health")
     async def health() -> JSONResponse:
-        if served.engine is None:
+        if not served.ready:
             status = "failed: " + served.load_error if served.load_error else "loading"
             return JSONResponse({"status": status}, status_code=503)
         return JSONResponse({"status": "ok"})
 
     @app.get("/v1/models", dependencies=authorized)
     async def models() -> dict[str, Any]:
+        length = served.embedder.max_length if served.embedder else _ready(served).context
         return {"object": "list", "data": [{"id": config.name, "object": "model", "created": 0,
-                                            "owned_by": "onnxforge", "max_model_len": _ready(served).context}]}
+                                            "owned_by": "onnxforge", "max_model_len": length}]}
+
+    @app.post("/v1/embeddings", dependencies=authorized)
+    async def embeddings(body: EmbeddingRequest) -> dict[str, Any]:
+        if served.embedder is None:
+            _ready(served)
+            raise BadInput(f"`{config.name}` is a text generation model: /v1/embeddings needs an encoder folder "
+                           "(export all-minilm-l6-v2, or another encoder)")
+        _check_model(body.model, config)
+        return await asyncio.to_thread(embedding_response, served.embedder, body, config.name)
 
     @app.get("/metrics", dependencies=authorized)
     async def prometheus() -> Response:
@@ -246,6 +268,8 @@ class EventStream(StreamingResponse):
 
 
 def _ready(served: ServedModel) -> Engine:
+    if served.embedder is not None:
+        raise BadInput(f"`{served.config.name}` is an encoder: it answers POST /v1/embeddings only")
     if served.engine is None:
         raise HTTPException(503, "the model is still loading: retry when /health answers 200")
     return served.engine

@@ -40,3 +40,13 @@ def genai_ids(bundle: Path, tokens: int, prompts: list[list[int]]) -> list[list[
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, f"onnxruntime-genai failed: {done.stderr[-2000:]}"
     return [row["token_ids"] for row in json.loads(done.stdout.strip().splitlines()[-1])["results"]]
+
+
+def our_greedy_ids(folder: Path, prompts: list[str], tokens: int) -> tuple[list[list[int]], list[list[int]]]:
+    """(prompt ids, greedy new ids) of each raw prompt through our runtime, one prompt at a time."""
+    from onnxforge.runtime.generate import GenerationSettings, Generator
+
+    generator = Generator(folder)
+    rows = [generator.prompt_ids(p, raw=True) for p in prompts]
+    settings = GenerationSettings(max_new_tokens=tokens)
+    return rows, [generator.run([ids], settings).complete().completions[0].token_ids for ids in rows]

@@ -8,8 +8,7 @@ from pathlib import Path
 import pytest
 
 from onnxforge.bundle.build import BundleRequest, bundle
-from onnxforge.runtime.generate import GenerationSettings, Generator
-from tests.bundle.clients import genai_ids, ort_client_ids, transformers_js_ids
+from tests.bundle.clients import genai_ids, ort_client_ids, our_greedy_ids, transformers_js_ids
 
 PROMPTS = ["Hello there", "The quick brown fox"]
 TOKENS = 8
@@ -22,18 +21,11 @@ def web_bundle(tiny_folders: dict[str, Path], tmp_path_factory: pytest.TempPathF
     return out
 
 
-def _ours(folder: Path) -> tuple[list[list[int]], list[list[int]]]:
-    generator = Generator(folder)
-    prompts = [generator.prompt_ids(p, raw=True) for p in PROMPTS]
-    settings = GenerationSettings(max_new_tokens=TOKENS)
-    return prompts, [generator.run([ids], settings).complete().completions[0].token_ids for ids in prompts]
-
-
 @pytest.mark.parametrize(("source", "dtype", "graph"), [("fused", "fp32", "onnx/model.onnx"),
                                                         ("int4", "q4", "onnx/model_q4.onnx")])
 def test_transformers_js_onnxruntime_node_and_wasm_match_our_runtime(
         web_bundle: Path, tiny_folders: dict[str, Path], source: str, dtype: str, graph: str) -> None:
-    prompts, expected = _ours(tiny_folders[source])
+    prompts, expected = our_greedy_ids(tiny_folders[source], PROMPTS, TOKENS)
     assert transformers_js_ids(web_bundle, dtype, TOKENS, PROMPTS) == expected
     assert ort_client_ids("node", web_bundle, graph, TOKENS, prompts) == expected
     assert ort_client_ids("wasm", web_bundle, graph, TOKENS, prompts) == expected
@@ -42,5 +34,5 @@ def test_transformers_js_onnxruntime_node_and_wasm_match_our_runtime(
 def test_onnxruntime_genai_runs_a_genai_bundle_with_our_tokens(tiny_folders: dict[str, Path], tmp_path: Path) -> None:
     out = tmp_path / "genai"
     bundle(BundleRequest((tiny_folders["int4"],), out, "genai"))
-    prompts, expected = _ours(tiny_folders["int4"])
+    prompts, expected = our_greedy_ids(tiny_folders["int4"], PROMPTS, TOKENS)
     assert genai_ids(out, TOKENS, prompts) == expected

@@ -141,3 +141,9 @@ def test_an_unfused_folder_is_never_served(export_tiny: Callable[[str], Path]) -
         assert response.status_code == 503 and "loading" in response.json()["error"]["message"]
     finally:
         plain.stop()
+
+
+def test_a_generation_server_refuses_embeddings(server: Server) -> None:
+    response = httpx.post(f"{server.url}/v1/embeddings", json={"model": MODEL, "input": "hi"},
+                          headers={"Authorization": f"Bearer {API_KEY}"}, timeout=30)
+    assert response.status_code == 400 and "needs an encoder folder" in response.json()["error"]["message"]
