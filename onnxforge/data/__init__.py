@@ -17,6 +17,7 @@ FILES = {
     "arc_easy": "arc_easy/validation.jsonl",
     "lambada": "lambada_openai/test.jsonl",
     "calibration": "calibration/boolq_passages.jsonl",
+    "teacher_text": "teacher-text/smollm2-135m/continuations.jsonl",
 }
 
 
