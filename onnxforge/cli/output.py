@@ -176,11 +176,11 @@ def print_compress_summary(out: Path, manifest: dict, recent: int) -> None:
         )
     show(table)
     sanity = manifest["sanity"]
-    show(
-        f"size on disk {manifest['files_bytes']['total'] / _MIB:.1f} MiB; sanity run on {sanity['tokens']} tokens: "
-        f"top-1 agreement with the input {sanity['top1_agreement']:.2%}, "
-        f"max |Δ logits| {sanity['max_abs_logits_diff']:.3g}"
-    )
+    agreement = f"sentence-embedding cosine with the input {sanity['embedding_cosine']:.4f}" \
+        if "embedding_cosine" in sanity else (f"top-1 agreement with the input {sanity['top1_agreement']:.2%}, "
+                                              f"max |Δ logits| {sanity['max_abs_logits_diff']:.3g}")
+    show(f"size on disk {manifest['files_bytes']['total'] / _MIB:.1f} MiB; sanity run on {sanity['tokens']} tokens: "
+         f"{agreement}")
 
 
 def _short(details: dict) -> str:

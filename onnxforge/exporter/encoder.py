@@ -78,7 +78,7 @@ def trace_encoder(loaded: LoadedEncoder, opset: int) -> ir.Model:
     with torch.no_grad():
         program = torch.onnx.export(wrapper, args, dynamic_shapes=tuple({0: batch, 1: seq} for _ in names),
                                     input_names=names, output_names=[LAST_HIDDEN_STATE, SENTENCE_EMBEDDING],
-                                    opset_version=opset, dynamo=True, optimize=True, verbose=False)
+                                    opset_version=opset, dynamo=True, optimize=False, verbose=False)
     model = program.model
     CleanupPass()(model)
     for value in (*model.graph.inputs, *model.graph.outputs):

@@ -17,7 +17,9 @@ from typing import Any
 class Architecture:
     """How one decoder layer of an architecture is built, by the Hugging Face names of its weights.
 
-    A layer's projection `p` of module `m` has the weight `{layer_prefix}.{i}.{m}.{p}.weight`.
+    A layer's projection `p` of module `m` has the weight `{layer_prefix}.{i}.{m}.{p}.weight`, or
+    `{layer_prefix}.{i}.{paths[p]}.weight` when the architecture names its modules its own way (BERT).
+    `post_norm`: the layer ends with a norm after its last residual Add (BERT's LayerNorm).
     `cut_by` names the structural passes checked on the architecture's tiny model (separate
     q/k/v/o and gate/up/down projections are the precondition; a residual after a post-norm or a
     multiplier hides the layer boundary from drop-layers, a q/k norm over all heads breaks
@@ -34,18 +36,28 @@ class Architecture:
     gated_mlp: bool = True
     cut_by: tuple[str, ...] = ()
     features: str = ""
+    paths: tuple[tuple[str, str], ...] = ()
+    post_norm: bool = False
+
+    def has(self, projection: str) -> bool:
+        """Whether the layer has this projection (BERT has no gate_proj)."""
+        return projection in self.attention_projections + self.mlp_projections
 
     def weight_name(self, layer: int, projection: str) -> str:
         """The initializer name of layer `layer`'s `projection` (attention names are looked up first)."""
-        module = self.attention_module if projection in self.attention_projections else self.mlp_module
-        if projection not in self.attention_projections + self.mlp_projections:
+        if not self.has(projection):
             raise KeyError(f"{self.model_type} has no projection {projection!r}")
+        if self.paths:
+            return f"{self.layer_prefix}.{layer}.{dict(self.paths)[projection]}.weight"
+        module = self.attention_module if projection in self.attention_projections else self.mlp_module
         return f"{self.layer_prefix}.{layer}.{module}.{projection}.weight"
 
 
 LLAMA_ATTENTION = ("q_proj", "k_proj", "v_proj", "o_proj")
 GATED_MLP = ("gate_proj", "up_proj", "down_proj")
 STRUCTURAL_PASSES = ("prune-ffn", "prune-heads", "drop-layers", "sparsify", "lowrank")
+BERT_PATHS = (("q_proj", "attention.self.query"), ("k_proj", "attention.self.key"), ("v_proj", "attention.self.value"),
+              ("o_proj", "attention.output.dense"), ("up_proj", "intermediate.dense"), ("down_proj", "output.dense"))
 
 ARCHITECTURES: dict[str, Architecture] = {
     arch.model_type: arch
@@ -75,6 +87,11 @@ ARCHITECTURES: dict[str, Architecture] = {
                      features="RMSNorm after attention and MLP; q/k norm over all heads"),
         Architecture("gemma2", LLAMA_ATTENTION, GATED_MLP,
                      features="attention and final-logit soft-capping; sliding window on alternate layers"),
+        *(Architecture(encoder, LLAMA_ATTENTION, ("up_proj", "down_proj"), layer_prefix="encoder.layer",
+                       gated_mlp=False, paths=BERT_PATHS, post_norm=True,
+                       cut_by=("prune-ffn", "drop-layers", "sparsify", "lowrank"),
+                       features="encoder: post-LayerNorm, GELU MLP, absolute positions, in-graph sentence pooling")
+          for encoder in ("bert", "roberta")),
     )
 }
 

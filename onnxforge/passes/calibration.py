@@ -23,7 +23,15 @@ import onnxruntime as ort
 
 from onnxforge.data import data_file
 from onnxforge.errors import BadInput
-from onnxforge.folder import ATTENTION_MASK, INPUT_IDS, LOGITS, PAST_PREFIX, POSITION_IDS, read_tokenizer
+from onnxforge.folder import (
+    ATTENTION_MASK,
+    INPUT_IDS,
+    LOGITS,
+    PAST_PREFIX,
+    POSITION_IDS,
+    TOKEN_TYPE_IDS,
+    read_tokenizer,
+)
 from onnxforge.passes.base import OnnxforgePass, PassConfig
 from onnxforge.progress import console
 
@@ -185,7 +193,7 @@ def graph_inputs(model: ir.Model) -> list[InputSpec]:
 
 
 def calibration_feeds(inputs: Sequence[InputSpec], row: np.ndarray) -> dict[str, np.ndarray]:
-    """input_ids, a full mask, positions and an empty past for one unpadded row (inputs: name, shape, dtype)."""
+    """input_ids, a full mask, positions (token types) and an empty past for one unpadded row (name, shape, dtype)."""
     length = len(row)
     feeds = {}
     for name, shape, dtype in inputs:
@@ -195,6 +203,8 @@ def calibration_feeds(inputs: Sequence[InputSpec], row: np.ndarray) -> dict[str,
             feeds[name] = np.ones((1, length), np.int64)
         elif name == POSITION_IDS:
             feeds[name] = np.arange(length, dtype=np.int64)[None]
+        elif name == TOKEN_TYPE_IDS:
+            feeds[name] = np.zeros((1, length), np.int64)
         elif name.startswith(PAST_PREFIX):
             feeds[name] = np.zeros((1, shape[1], 0, shape[3]), dtype)
     return feeds

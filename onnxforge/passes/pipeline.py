@@ -28,6 +28,7 @@ from onnxforge.folder import (
     MODEL_FILE,
     MODEL_FILES,
     MS_DOMAIN,
+    SENTENCE_EMBEDDING,
     check_folder,
     folder_bytes,
     read_manifest,
@@ -119,8 +120,8 @@ def config_shape(config: dict[str, Any], facts: dict[str, Any]) -> dict[str, Any
         "num_attention_heads": "num_heads",
         "num_key_value_heads": "num_kv_heads",
     }
-    shape = {key: facts[fact] for key, fact in keys.items() if key in config}
-    if "num_attention_heads" in config:
+    shape = {key: facts[fact] for key, fact in keys.items() if key in config and fact in facts}
+    if "num_attention_heads" in config and "head_dim" in facts:
         shape["head_dim"] = facts["head_dim"]  # explicit: hidden_size / heads no longer gives it after head pruning
     return shape
 
@@ -164,11 +165,15 @@ def check_onnx(path: Path) -> None:
 
 
 def sanity_check(source: Path, out: Path) -> dict[str, Any]:
-    """Run a short text through both models: logits must be finite; report top-1 agreement."""
+    """Run a short text through both models: outputs must be finite; report top-1 agreement (an encoder: the
+    cosine of the two sentence embeddings)."""
     ids = _sanity_ids(source)
-    outputs = [_logits(folder, ids) for folder in (source, out)]
+    outputs = [_output(folder, ids) for folder in (source, out)]
     if not np.isfinite(outputs[1]).all():
-        raise RuntimeError("the compressed model produces non-finite logits: a pass broke it")
+        raise RuntimeError("the compressed model produces non-finite outputs: a pass broke it")
+    if outputs[0].ndim == 1:  # a sentence embedding
+        cosine = float(outputs[0] @ outputs[1] / np.linalg.norm(outputs[0]) / np.linalg.norm(outputs[1]))
+        return {"tokens": int(ids.shape[1]), "embedding_cosine": round(cosine, 6)}
     agreement = float((outputs[0].argmax(-1) == outputs[1].argmax(-1)).mean())
     return {
         "tokens": int(ids.shape[1]),
@@ -182,11 +187,14 @@ def _sanity_ids(source: Path) -> np.ndarray:
     return calibration.rows[0][None].astype(np.int64)
 
 
-def _logits(folder: Path, ids: np.ndarray) -> np.ndarray:
-    """float32 logits [seq, vocab] of one unpadded row with an empty past, straight through ONNX Runtime."""
+def _output(folder: Path, ids: np.ndarray) -> np.ndarray:
+    """float32 logits [seq, vocab] of one unpadded row with an empty past (an encoder: its sentence embedding
+    [hidden]), straight through ONNX Runtime."""
     options = ort.SessionOptions()
     options.log_severity_level = 4
     session = ort.InferenceSession(str(folder / MODEL_FILE), options, providers=["CPUExecutionProvider"])
     inputs = [(i.name, i.shape, _ORT_FLOAT.get(i.type, np.int64)) for i in session.get_inputs()]
-    [logits] = session.run([LOGITS], calibration_feeds(inputs, ids[0]))
-    return logits[0].astype(np.float32)
+    outputs = {value.name for value in session.get_outputs()}
+    name = SENTENCE_EMBEDDING if SENTENCE_EMBEDDING in outputs else LOGITS
+    [values] = session.run([name], calibration_feeds(inputs, ids[0]))
+    return values[0].astype(np.float32)

@@ -17,6 +17,7 @@ import dataclasses
 import numpy as np
 import onnx_ir as ir
 
+from onnxforge.models.architectures import ARCHITECTURES
 from onnxforge.passes.base import (
     PassConfig,
     check_bool,
@@ -27,7 +28,7 @@ from onnxforge.passes.base import (
 )
 from onnxforge.passes.ir_utils import forget_intermediate_shapes, replace_weight
 from onnxforge.passes.prune.compensation import enough_tokens, refit
-from onnxforge.passes.prune.projections import Projection, StructuralPass, projection
+from onnxforge.passes.prune.projections import Projection, StructuralPass, projection, slice_bias
 
 SCORINGS = ("magnitude", "activation")
 SCOPES = ("layer", "global")
@@ -68,20 +69,22 @@ class PruneFfnPass(StructuralPass):
 
     def call(self, model: ir.Model) -> ir.passes.PassResult:
         log = self.log(model)
-        layers = [
-            [projection(model, i, name) for name in ("gate_proj", "up_proj", "down_proj")]
-            for i in range(model_facts(model)["num_layers"])
-        ]
-        downs = [down for _, _, down in layers]
+        facts = model_facts(model)
+        names = ("gate_proj", "up_proj", "down_proj") if ARCHITECTURES[facts["model_type"]].gated_mlp \
+            else ("up_proj", "down_proj")
+        layers = [[projection(model, i, name) for name in names] for i in range(facts["num_layers"])]
+        downs = [layer[-1] for layer in layers]
         grams = self._grams(model, downs)
         scores = self._scores(downs, grams)
         keep = choose_kept(scores, self.config)
         refitted = bool(grams) and self.config.compensate and enough_tokens(
             self.calibrated().tokens, max(map(len, keep)))
         refits = grams if refitted else [None] * len(layers)
-        for (gate, up, down), kept, gram in zip(layers, keep, refits):
-            replace_weight(gate.weight, gate.array()[:, kept])
-            replace_weight(up.weight, up.array()[:, kept])
+        for (*inputs, down), kept, gram in zip(layers, keep, refits):
+            for projected in inputs:  # gate and up (or up alone): their output columns, and bias entries
+                replace_weight(projected.weight, projected.array()[:, kept])
+                if projected.bias is not None:
+                    slice_bias(model.graph, projected, kept)
             replace_weight(down.weight, refit(down.array(), kept, gram))
         forget_intermediate_shapes(model.graph)
         removed = [len(s) - len(k) for s, k in zip(scores, keep)]

@@ -25,7 +25,7 @@ from onnxforge.errors import ConfigError
 from onnxforge.folder import KV_KINDS, PAST_PREFIX, PRESENT_PREFIX, past_name, present_name
 from onnxforge.models.architectures import ARCHITECTURES
 from onnxforge.passes.base import PassConfig, check_bool, check_positive_int, model_facts, set_model_facts
-from onnxforge.passes.ir_utils import add_initializer, forget_intermediate_shapes
+from onnxforge.passes.ir_utils import add_initializer, forget_intermediate_shapes, take_over
 from onnxforge.passes.prune.projections import StructuralPass, residual_stream
 
 
@@ -73,7 +73,10 @@ class DropLayersPass(StructuralPass):
         streams = [residual_stream(model, i) for i in dropped]
         for layer, (entering, leaving) in sorted(zip(dropped, streams), reverse=True):
             stand_in = _plus_constant(model.graph, entering, leaving, updates[layer]) if updates else entering
-            ir.convenience.replace_all_uses_with(leaving, stand_in)
+            if leaving.is_graph_output():  # an encoder's last layer: its output is last_hidden_state
+                take_over(leaving, stand_in)
+            else:
+                ir.convenience.replace_all_uses_with(leaving, stand_in)
             _remove_cache_io(model.graph, layer)
         common_passes.RemoveUnusedNodesPass()(model)
         _remove_cache_inputs(model.graph, dropped)
@@ -128,6 +131,8 @@ def _remove_cache_inputs(graph: ir.Graph, dropped: list[int]) -> None:
     """Remove the dropped layers' past inputs; a read that is left (the exporter takes the past
     length from one layer's past) moves to a kept layer's input of the same shape."""
     by_name = {graph_input.name: graph_input for graph_input in graph.inputs}
+    if not any(name.startswith(PAST_PREFIX) for name in by_name):
+        return  # an encoder has no cache
     kept = next(i for i in range(len(by_name)) if i not in dropped and past_name(i, "key") in by_name)
     for layer in dropped:
         for kind in KV_KINDS:

@@ -17,6 +17,7 @@ from onnxforge.errors import ConfigError
 from onnxforge.models.architectures import ARCHITECTURES, GATED_MLP, LLAMA_ATTENTION, cut_by_names
 from onnxforge.passes.base import PassRefused, is_fused, model_facts
 from onnxforge.passes.calibration import CalibratedPass
+from onnxforge.passes.ir_utils import add_initializer, replace_weight
 
 PROJECTIONS = LLAMA_ATTENTION + GATED_MLP
 
@@ -41,7 +42,13 @@ class Projection:
         """The projection's result (after the bias Add when there is one)."""
         if self.bias is None:
             return self.node.outputs[0]
-        return next(use.node for use in self.bias.uses()).outputs[0]
+        return self.bias_add.outputs[0]
+
+    @property
+    def bias_add(self) -> ir.Node:
+        """The Add of the bias on this MatMul's result (the bias may be shared with other layers' Adds)."""
+        return next(use.node for use in self.node.outputs[0].uses()
+                    if use.node.op_type == "Add" and self.bias in use.node.inputs)
 
     def array(self) -> np.ndarray:
         """The weight as a numpy array [in, out]."""
@@ -56,7 +63,7 @@ class StructuralPass(CalibratedPass):
         arch = ARCHITECTURES.get(model_type)
         if arch is None or self.name not in arch.cut_by:
             raise self.refuse(
-                f"supports {', '.join(cut_by_names(self.name))} decoders (q/k/v/o and gate/up/down "
+                f"supports {', '.join(cut_by_names(self.name))} models (q/k/v/o and gate/up/down "
                 f"projections); this model is {model_type}"
             )
         if is_fused(model):
@@ -73,17 +80,49 @@ def projection(model: ir.Model, layer: int, name: str) -> Projection:
     matmuls = [use.node for use in weight.uses() if use.node.op_type == "MatMul" and use.idx == 1]
     if len(matmuls) != 1:
         raise ValueError(f"{weight_name} should feed exactly one MatMul, it feeds {len(matmuls)}")
-    bias = graph.initializers.get(weight_name.removesuffix(".weight") + ".bias")
+    bias = graph.initializers.get(weight_name.removesuffix(".weight") + ".bias") or _bias_by_structure(matmuls[0])
     return Projection(layer, name, matmuls[0], weight, bias)
 
 
+def _bias_by_structure(matmul: ir.Node) -> ir.Value | None:
+    """The constant [out] an Add puts on the MatMul's result: a bias whose name the exporter dropped (equal
+    biases, zeros in a random model, are merged into one initializer)."""
+    uses = list(matmul.outputs[0].uses())
+    if len(uses) != 1 or uses[0].node.op_type != "Add":
+        return None
+    other = uses[0].node.inputs[1 - uses[0].idx]
+    is_vector = other is not None and other.const_value is not None and len(other.const_value.shape) == 1
+    return other if is_vector and other.is_initializer() else None
+
+
+def slice_bias(graph: ir.Graph, proj: Projection, kept: np.ndarray) -> None:
+    """Keep the bias entries `kept`; a bias other nodes share (merged equal constants) gets its own copy first."""
+    array = proj.bias.const_value.numpy()[kept]
+    if len(list(proj.bias.uses())) == 1:
+        replace_weight(proj.bias, array)
+        return
+    add = proj.bias_add
+    name = proj.weight.name.removesuffix(".weight") + ".bias"
+    if name in graph.initializers:  # the shared value carries this layer's name: it keeps serving the others
+        graph.initializers[name].name = f"{name}.shared"
+    own = add_initializer(graph, name, array)
+    add.replace_input_with(list(add.inputs).index(proj.bias), own)
+    proj.bias = own
+
+
 def residual_stream(model: ir.Model, layer: int) -> tuple[ir.Value, ir.Value]:
-    """The hidden state entering and leaving decoder layer `layer` (the residual stream)."""
+    """The hidden state entering and leaving layer `layer` (the residual stream; after the closing norm of a
+    post-norm layer)."""
     attention_add = _residual_add(projection(model, layer, "o_proj"))
     mlp_add = _residual_add(projection(model, layer, "down_proj"))
     attention_out = projection(model, layer, "o_proj").output
     entering = next(v for v in attention_add.inputs if v is not attention_out)
-    return entering, mlp_add.outputs[0]
+    if not ARCHITECTURES[model_facts(model)["model_type"]].post_norm:
+        return entering, mlp_add.outputs[0]
+    norms = [use.node for use in mlp_add.outputs[0].uses() if use.node.op_type == "LayerNormalization"]
+    if len(norms) != 1:
+        raise ValueError(f"layer {layer}: expected one LayerNormalization after the MLP residual, found {len(norms)}")
+    return entering, norms[0].outputs[0]
 
 
 def _residual_add(proj: Projection) -> ir.Node:
@@ -101,6 +140,7 @@ def check_projection_names(names: tuple[str, ...]) -> None:
 
 
 def projections(model: ir.Model, names: tuple[str, ...]) -> list[Projection]:
-    """The named projections of every layer, layer by layer."""
-    layers = model_facts(model)["num_layers"]
-    return [projection(model, layer, name) for layer in range(layers) for name in names]
+    """The named projections of every layer that the architecture has, layer by layer."""
+    facts = model_facts(model)
+    present = [name for name in names if ARCHITECTURES[facts["model_type"]].has(name)]
+    return [projection(model, layer, name) for layer in range(facts["num_layers"]) for name in present]
