@@ -24,7 +24,7 @@ import numpy as np
 
 from onnxforge.data import read_jsonl
 from onnxforge.folder import MODEL_FILES
-from onnxforge.runtime.embed import Embedder
+from onnxforge.runtime.embed import Embedder, unit_vectors
 from onnxforge.runtime.session import SessionSettings
 
 
@@ -51,7 +51,8 @@ def folder_row(folder: Path, queries: list[str], documents: list[str], reference
                speed_texts: list[str]) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """One folder's figures, and its embeddings (the first folder's become the reference)."""
     embedder = Embedder(folder, SessionSettings.with_threads(2))
-    vectors = {"queries": embedder.embed(queries).vectors, "documents": embedder.embed(documents).vectors}
+    vectors = {"queries": unit_vectors(embedder.embed(queries).vectors),
+               "documents": unit_vectors(embedder.embed(documents).vectors)}
     nearest = (vectors["queries"] @ vectors["documents"].T).argmax(axis=1)
     reference = reference or vectors
     cosine = np.concatenate([(vectors[k] * reference[k]).sum(axis=1) for k in vectors])

@@ -33,17 +33,28 @@ const loadSeconds = (performance.now() - started) / 1000;
 
 const inputNames = new Set(graph.inputs.map((input) => input.name));
 const kv = graph.kv_cache;
+if (!kv) throw new Error(`${graphPath} has no KV cache in the manifest: this loop needs a decoder graph with past inputs`);
 const [kvHeads, headDim] = [kv.shape[1], kv.shape[3]];  // [batch, kv_heads, past_sequence_length, head_dim]
 const kvType = kv.dtype === "float16" ? "float16" : "float32";
 const emptyKv = () => new ort.Tensor(kvType, kvType === "float16" ? new Uint16Array(0) : new Float32Array(0),
                                      [1, kvHeads, 0, headDim]);
 const int64 = (values, dims) => new ort.Tensor("int64", BigInt64Array.from(values.map(BigInt)), dims);
 
+// float16 tensors hold their raw bits (Uint16Array) where the runtime has no Float16Array
+function halfToFloat(bits) {
+  const exponent = (bits >> 10) & 0x1f, fraction = bits & 0x3ff, sign = bits & 0x8000 ? -1 : 1;
+  if (exponent === 0) return sign * fraction * 2 ** -24;
+  if (exponent === 0x1f) return fraction ? NaN : sign * Infinity;
+  return sign * (1 + fraction / 1024) * 2 ** (exponent - 15);
+}
+
 function argmaxLastRow(logits) {
   const [, length, vocab] = logits.dims;
-  const data = logits.data;
+  const data = logits.type === "float16" && logits.data instanceof Uint16Array
+    ? Float32Array.from(logits.data.subarray((length - 1) * vocab), halfToFloat) : logits.data;
+  const offset = data.length === vocab ? 0 : (length - 1) * vocab;
   let best = 0;
-  for (let v = 1; v < vocab; v++) if (data[(length - 1) * vocab + v] > data[(length - 1) * vocab + best]) best = v;
+  for (let v = 1; v < vocab; v++) if (data[offset + v] > data[offset + best]) best = v;
   return best;
 }
 

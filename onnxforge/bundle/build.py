@@ -45,6 +45,9 @@ class BundleRequest:
                            "only --target web carries several dtypes")
         if self.mobile_optimization not in MOBILE_OPTIMIZATIONS:
             raise BadInput(f"unknown mobile optimisation '{self.mobile_optimization}': choose fixed or runtime")
+        if self.runtime is not None and self.target == "mobile":
+            raise BadInput("--runtime does not apply to --target mobile: an ORT-format file needs the release that "
+                           "wrote it or a later one")
         if self.runtime is not None:
             try:
                 parse_version(self.runtime)
@@ -56,6 +59,10 @@ def bundle(request: BundleRequest) -> dict[str, Any]:
     """Write the bundle; return its manifest."""
     for folder in request.folders:
         check_folder(folder)
+        if folder.resolve() == request.out.resolve():
+            raise BadInput("OUT must differ from every DIR: bundle writes a new folder")
+        if not (folder / TOKENIZER_FILE).is_file():
+            raise BadInput(f"'{folder}' has no {TOKENIZER_FILE}: every bundle carries the tokenizer; re-export it")
     _check_same_model(request.folders)
     steps = Steps()
     with staged_folder(request.out, request.force) as stage:
@@ -85,13 +92,24 @@ def _write(request: BundleRequest, stage: Path) -> list[tuple[str, Path]]:
 
 
 def _check_same_model(folders: tuple[Path, ...]) -> None:
-    """Several folders in one bundle must be the same model: same tokenizer and architecture."""
+    """Several folders in one bundle must be the same model: same tokenizer, source, architecture and structural
+    passes (only fusion and quantisation may differ between dtypes)."""
     first = folders[0]
     for other in folders[1:]:
         same_tokenizer = (first / TOKENIZER_FILE).read_bytes() == (other / TOKENIZER_FILE).read_bytes()
-        if not same_tokenizer or read_manifest(first).get("architecture") != read_manifest(other).get("architecture"):
-            raise BadInput(f"'{other}' is not the same model as '{first}' (tokenizer or architecture differ): "
-                           "a bundle carries dtypes of one model")
+        if not same_tokenizer or _model_identity(first) != _model_identity(other):
+            raise BadInput(f"'{other}' is not the same model as '{first}' (tokenizer, source, architecture or "
+                           "structural passes differ): a bundle carries dtypes of one model")
+
+
+DTYPE_PASSES = ("cleanup", "fuse", "quantize-weights", "quantize-dynamic", "quantize-static", "fp16",
+                "mixed-precision")
+
+
+def _model_identity(folder: Path) -> tuple[Any, ...]:
+    record = read_manifest(folder)
+    structural = [entry.get("pass") for entry in record.get("passes", []) if entry.get("pass") not in DTYPE_PASSES]
+    return record.get("source"), record.get("architecture"), structural
 
 
 def _source_record(folder: Path) -> dict[str, Any]:

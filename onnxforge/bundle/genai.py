@@ -19,6 +19,7 @@ from onnxforge.bundle.layouts import write_server
 from onnxforge.errors import BadInput
 from onnxforge.folder import (
     ATTENTION_MASK,
+    CONFIG_FILE,
     INPUT_IDS,
     KV_CACHE_KEY,
     LOGITS,
@@ -82,5 +83,14 @@ def genai_config(folder: Path) -> dict[str, Any]:
 
 
 def _generation_config(folder: Path) -> dict[str, Any]:
-    path = folder / "generation_config.json"
-    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+    """The special token ids: generation_config.json over config.json; BadInput when no eos_token_id is found."""
+    found: dict[str, Any] = {}
+    for name in (CONFIG_FILE, "generation_config.json"):
+        path = folder / name
+        if path.is_file():
+            found |= {key: value for key, value in json.loads(path.read_text(encoding="utf-8")).items()
+                      if key.endswith("_token_id") and value is not None}
+    if "eos_token_id" not in found:
+        raise BadInput(f"'{folder}' names no eos_token_id (config.json, generation_config.json): onnxruntime-genai "
+                       "needs it to stop; re-export the folder")
+    return found

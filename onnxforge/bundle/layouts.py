@@ -15,8 +15,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -131,8 +133,9 @@ def write_mobile(folder: Path, stage: Path, optimization: str, runtime: tuple[in
     work.mkdir()
     place_graph(folder, work / MODEL_FILE, runtime)
     style = OptimizationStyle.Runtime if optimization == "runtime" else OptimizationStyle.Fixed
-    convert_onnx_models_to_ort(work / MODEL_FILE, output_dir=work / "out", optimization_styles=[style],
-                               enable_type_reduction=False)
+    with contextlib.redirect_stdout(sys.stderr):  # the converter prints its progress; stdout is for --json
+        convert_onnx_models_to_ort(work / MODEL_FILE, output_dir=work / "out", optimization_styles=[style],
+                                   enable_type_reduction=False)
     produced = {p.name: p for p in (work / "out").iterdir()}
     ort_file = next(p for name, p in produced.items() if name.endswith(".ort"))
     config = next(p for name, p in produced.items() if name.endswith(".config"))

@@ -178,18 +178,31 @@ def read_bundle_manifest(root: Path) -> dict[str, Any]:
 
 
 def verify(root: Path) -> list[str]:
-    """What in the bundle differs from its manifest (files, digests, graph facts); empty when it all matches."""
+    """What in the bundle differs from its manifest (files, digests, graph facts); empty when it all matches.
+
+    Graph facts are recomputed only when every file matches (a changed file is already a problem); an
+    ORT-format graph keeps its recorded minimum release (the one that wrote it, not the one reading it).
+    """
     manifest = read_bundle_manifest(root)
-    problems = []
     recorded = {entry["path"]: entry for entry in manifest.get("files", [])}
     present = {entry["path"]: entry for entry in file_entries(root)}
-    problems += [f"{path}: listed in the manifest but missing" for path in sorted(recorded.keys() - present.keys())]
+    problems = [f"{path}: listed in the manifest but missing" for path in sorted(recorded.keys() - present.keys())]
     problems += [f"{path}: present but not in the manifest" for path in sorted(present.keys() - recorded.keys())]
     problems += [f"{path}: sha256 differs from the manifest" for path in sorted(recorded.keys() & present.keys())
                  if recorded[path]["sha256"] != present[path]["sha256"]]
+    if problems:
+        return problems
     for graph in manifest.get("graphs", []):
-        if graph["path"] in present:
-            now = graph_facts(root, graph["path"])
-            problems += [f"{graph['path']}: {key} differs from the manifest"
-                         for key in now if now[key] != graph.get(key)]
+        problems += _graph_problems(root, graph)
     return problems
+
+
+def _graph_problems(root: Path, graph: dict[str, Any]) -> list[str]:
+    """The facts of one recorded graph that its file no longer gives."""
+    try:
+        now = graph_facts(root, graph["path"])
+    except Exception as error:  # noqa: BLE001 - any unreadable graph is a finding, not a crash
+        return [f"{graph.get('path')}: cannot be read ({type(error).__name__}: {error})"]
+    if now.get("format") == "ort":
+        now = {key: value for key, value in now.items() if not key.startswith("minimum_onnxruntime")}
+    return [f"{graph['path']}: {key} differs from the manifest" for key in now if now[key] != graph.get(key)]

@@ -9,7 +9,7 @@ from rich.table import Table
 from onnxforge.cli.output import print_json, show
 from onnxforge.cli.runtime_options import add_provider_arguments, session_settings_from_args
 from onnxforge.errors import EXIT_OK
-from onnxforge.runtime.embed import Embedder
+from onnxforge.runtime.embed import Embedder, unit_vectors
 
 
 def add_parser(commands: argparse._SubParsersAction) -> None:
@@ -31,7 +31,8 @@ def run(args: argparse.Namespace) -> int:
         print_json({"model": embedder.name, "dimensions": embedder.dimensions, "tokens": result.tokens,
                     "embeddings": result.vectors.tolist(), "seconds": round(result.seconds, 4)})
         return EXIT_OK
-    similarity = result.vectors @ result.vectors.T
+    unit = unit_vectors(result.vectors)
+    similarity = unit @ unit.T
     table = Table(title=f"{len(args.texts)} embeddings of {embedder.dimensions} dimensions "
                         f"({result.seconds * 1000:.0f} ms in the model); cosine similarities")
     table.add_column("text")

@@ -20,6 +20,7 @@ class Architecture:
     A layer's projection `p` of module `m` has the weight `{layer_prefix}.{i}.{m}.{p}.weight`, or
     `{layer_prefix}.{i}.{paths[p]}.weight` when the architecture names its modules its own way (BERT).
     `post_norm`: the layer ends with a norm after its last residual Add (BERT's LayerNorm).
+    `encoder`: a bidirectional encoder (exported for feature extraction, never as a causal LM).
     `cut_by` names the structural passes checked on the architecture's tiny model (separate
     q/k/v/o and gate/up/down projections are the precondition; a residual after a post-norm or a
     multiplier hides the layer boundary from drop-layers, a q/k norm over all heads breaks
@@ -38,6 +39,7 @@ class Architecture:
     features: str = ""
     paths: tuple[tuple[str, str], ...] = ()
     post_norm: bool = False
+    encoder: bool = False
 
     def has(self, projection: str) -> bool:
         """Whether the layer has this projection (BERT has no gate_proj)."""
@@ -88,7 +90,7 @@ ARCHITECTURES: dict[str, Architecture] = {
         Architecture("gemma2", LLAMA_ATTENTION, GATED_MLP,
                      features="attention and final-logit soft-capping; sliding window on alternate layers"),
         *(Architecture(encoder, LLAMA_ATTENTION, ("up_proj", "down_proj"), layer_prefix="encoder.layer",
-                       gated_mlp=False, paths=BERT_PATHS, post_norm=True,
+                       gated_mlp=False, paths=BERT_PATHS, post_norm=True, encoder=True,
                        cut_by=("prune-ffn", "drop-layers", "sparsify", "lowrank"),
                        features="encoder: post-LayerNorm, GELU MLP, absolute positions, in-graph sentence pooling")
           for encoder in ("bert", "roberta")),
@@ -147,9 +149,15 @@ class ModelFacts:
         }
 
 
+def is_decoder_row(model_type: str | None) -> bool:
+    """Whether the table has a decoder-only causal LM row for `model_type`."""
+    row = ARCHITECTURES.get(model_type or "")
+    return row is not None and not row.encoder
+
+
 def supported_names() -> str:
-    """The exportable architectures, comma-separated, for error messages."""
-    return ", ".join(sorted(ARCHITECTURES))
+    """The causal LM architectures with a row, comma-separated, for error messages."""
+    return ", ".join(sorted(name for name, row in ARCHITECTURES.items() if not row.encoder))
 
 
 def facts_from_config(config: Any) -> ModelFacts:

@@ -41,6 +41,7 @@ class EncoderFacts:
     normalize: bool = True
     max_seq_length: int = 512
     token_type_ids: bool = False
+    pad_token_id: int = 0
     task: str = "feature-extraction"
 
     def to_json(self) -> dict[str, Any]:
@@ -110,34 +111,54 @@ def _load_folder(path: Path, source: str, kind: str) -> LoadedEncoder:
     return LoadedEncoder(model.eval(), tokenizer, _facts(config, tokenizer, sentence_settings(path)), source, kind)
 
 
+SENTENCE_MODULES = ("Transformer", "Pooling", "Normalize")
+POOLING_KEYS = {"pooling_mode_mean_tokens": "mean", "pooling_mode_cls_token": "cls", "pooling_mode_max_tokens": "max"}
+
+
 def sentence_settings(folder: Path) -> dict[str, Any]:
-    """pooling, normalize and max_seq_length from a folder's sentence-transformers files (defaults if absent)."""
+    """pooling, normalize and max_seq_length from a folder's sentence-transformers files (defaults if absent).
+
+    A module onnxforge does not reproduce in the graph (Dense, ...) or a pooling mode it does not have
+    (weighted mean, sqrt-length mean, last token) is refused rather than silently left out.
+    """
     settings: dict[str, Any] = {"pooling": "mean", "normalize": True}
     modules_file = folder / "modules.json"
     if modules_file.is_file():
-        modules = json.loads(modules_file.read_text(encoding="utf-8"))
-        settings["normalize"] = any(m.get("type", "").endswith("Normalize") for m in modules)
-        pooling = next((m for m in modules if m.get("type", "").endswith("Pooling")), None)
+        modules = _json_file(modules_file)
+        kinds = [str(m.get("type", "")).rsplit(".", 1)[-1] for m in modules]
+        unknown = sorted(set(kinds) - set(SENTENCE_MODULES))
+        if unknown:
+            raise BadInput(f"'{folder}' has sentence-transformers modules {', '.join(unknown)} that onnxforge does "
+                           f"not export; it exports {', '.join(SENTENCE_MODULES)}")
+        settings["normalize"] = "Normalize" in kinds
+        pooling = next((m for m, kind in zip(modules, kinds) if kind == "Pooling"), None)
         pooling_file = folder / pooling["path"] / "config.json" if pooling else None
         if pooling_file is not None and pooling_file.is_file():
-            settings["pooling"] = _pooling_mode(json.loads(pooling_file.read_text(encoding="utf-8")), folder)
+            settings["pooling"] = _pooling_mode(_json_file(pooling_file), folder)
     bert_config = folder / "sentence_bert_config.json"
     if bert_config.is_file():
-        settings["max_seq_length"] = int(json.loads(bert_config.read_text(encoding="utf-8"))["max_seq_length"])
+        settings["max_seq_length"] = int(_json_file(bert_config)["max_seq_length"])
     return settings
 
 
+def _json_file(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as error:
+        raise BadInput(f"'{path}' is not valid JSON ({error}): fix it or download the model again") from None
+
+
 def _pooling_mode(config: dict[str, Any], folder: Path) -> str:
-    modes = [mode for mode, key in (("mean", "pooling_mode_mean_tokens"), ("cls", "pooling_mode_cls_token"),
-                                    ("max", "pooling_mode_max_tokens")) if config.get(key)]
-    if len(modes) != 1:
-        raise BadInput(f"'{folder}' pools with {modes or 'no mode'}; onnxforge exports exactly one of mean, cls, max")
-    return modes[0]
+    on = [key for key, value in config.items() if key.startswith("pooling_mode_") and value]
+    if len(on) != 1 or on[0] not in POOLING_KEYS:
+        raise BadInput(f"'{folder}' pools with {', '.join(on) or 'no mode'}; onnxforge exports exactly one of "
+                       f"{', '.join(POOLING_KEYS)}")
+    return POOLING_KEYS[on[0]]
 
 
 def _facts(config: Any, tokenizer: Any, settings: dict[str, Any]) -> EncoderFacts:
     max_positions = int(config.max_position_embeddings)
-    if config.model_type in ("roberta", "xlm-roberta"):
+    if config.model_type in ("roberta", "xlm-roberta", "mpnet"):
         max_positions -= 2  # position ids start after the padding index
     return EncoderFacts(
         model_type=config.model_type,
@@ -150,6 +171,7 @@ def _facts(config: Any, tokenizer: Any, settings: dict[str, Any]) -> EncoderFact
         normalize=settings["normalize"],
         max_seq_length=min(int(settings.get("max_seq_length", max_positions)), max_positions),
         token_type_ids="token_type_ids" in tokenizer.model_input_names and getattr(config, "type_vocab_size", 0) > 1,
+        pad_token_id=int(tokenizer.pad_token_id if tokenizer.pad_token_id is not None else config.pad_token_id or 0),
     )
 
 

@@ -20,6 +20,7 @@ from onnxforge.models.architectures import (
     ModelFacts,
     facts_from_config,
     is_decoder_only,
+    is_decoder_row,
     supported_names,
 )
 from onnxforge.models.gguf_cache import cached_gguf_parsing
@@ -76,8 +77,13 @@ def named_gguf_path(name: str) -> Path:
 
 def _facts_or_refuse(config: Any, source: str) -> ModelFacts:
     model_type = getattr(config, "model_type", None)
-    if model_type in ARCHITECTURES:
+    if is_decoder_row(model_type):
         return facts_from_config(config)
+    if model_type in ARCHITECTURES:
+        raise BadInput(
+            f"'{source}' is a '{model_type}' model, an encoder: this command needs a decoder-only causal LM "
+            f"(export and embed take encoders); supported architectures: {supported_names()}"
+        )
     if getattr(config, "is_encoder_decoder", False) or not is_decoder_only(model_type):
         raise BadInput(
             f"'{source}' is a '{model_type}' model, which onnxforge cannot export (not a decoder-only causal LM); "
@@ -158,7 +164,7 @@ def _load_gguf(path: Path, source: str, kind: str) -> LoadedModel:
     folder, name = path.parent, path.name
     with cached_gguf_parsing():
         architecture = gguf_architecture(path)
-        if architecture not in ARCHITECTURES and not _transformers_reads_gguf(architecture):
+        if not is_decoder_row(architecture) and not _transformers_reads_gguf(architecture):
             raise BadInput(
                 f"'{source}' holds a '{architecture}' model, not a causal LM onnxforge can export; "
                 f"supported architectures: {supported_names()}"

@@ -34,6 +34,11 @@ class Embeddings:
     seconds: float
 
 
+def unit_vectors(vectors: np.ndarray) -> np.ndarray:
+    """Each row scaled to length 1 (so that dot products are cosines, whether or not the graph normalises)."""
+    return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+
+
 def is_encoder_folder(folder: str | Path) -> bool:
     """Whether the folder holds a feature-extraction (encoder) graph."""
     return (read_manifest(folder).get("architecture") or {}).get("task") == "feature-extraction"
@@ -49,7 +54,7 @@ class Embedder:
             raise BadInput(f"'{folder}' is not an encoder folder (no feature-extraction graph): export an encoder "
                            "such as all-minilm-l6-v2 with onnxforge export")
         self.tokenizer = read_tokenizer(folder)
-        pad = self.tokenizer.token_to_id("[PAD]") or 0
+        pad = int(facts.get("pad_token_id", 0))  # RoBERTa's is 1
         self.max_length = int(facts["max_seq_length"])
         self.tokenizer.enable_truncation(self.max_length)
         self.tokenizer.enable_padding(pad_id=pad)
@@ -62,6 +67,8 @@ class Embedder:
         """Embed every text (in batches of `batch_size`); BadInput for an empty list or text."""
         if not texts or any(not text.strip() for text in texts):
             raise BadInput("give one or more non-empty texts to embed")
+        if batch_size < 1:
+            raise BadInput(f"the batch size must be >= 1, got {batch_size}")
         vectors, tokens, seconds = [], [], 0.0
         for start in range(0, len(texts), batch_size):
             encodings = self.tokenizer.encode_batch(texts[start : start + batch_size])

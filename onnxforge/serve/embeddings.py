@@ -2,8 +2,8 @@
 
 `input` is a text, a list of texts, or token ids (a list, or a list of lists), as OpenAI accepts;
 `encoding_format` "float" (lists of numbers) or "base64" (little-endian float32 bytes, what the
-openai Python client asks for by default). `dimensions` is refused: the model's vectors are not
-truncatable without retraining (Matryoshka models aside).
+openai Python client asks for by default). `dimensions` may only repeat the model's own size: its
+vectors are not truncatable without retraining (Matryoshka models aside).
 """
 
 from __future__ import annotations
@@ -50,10 +50,10 @@ def _texts(embedder: Embedder, value: str | list[str] | list[int] | list[list[in
         value = [value]
     if not value:
         raise BadInput("input is empty: give a text or a list of texts")
-    if len(value) > MAX_INPUTS:
-        raise BadInput(f"input has {len(value)} items, more than {MAX_INPUTS}: split the request")
     if isinstance(value[0], int):
         value = [value]
+    if len(value) > MAX_INPUTS:
+        raise BadInput(f"input has {len(value)} items, more than {MAX_INPUTS}: split the request")
     if isinstance(value[0], list):
         vocab = embedder.tokenizer.get_vocab_size()
         if any(not ids or not all(0 <= t < vocab for t in ids) for ids in value):

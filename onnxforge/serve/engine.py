@@ -51,7 +51,10 @@ class Engine:
                  max_batch: int = 8, max_queue: int = 64, context: int | None = None,
                  prefill_chunk: int = 512, prefill_budget: int = 2048) -> None:
         layout = decoder.layout
-        if not (layout.shared_buffer and layout.independent_rows):
+        if layout.shared_buffer and not layout.independent_rows:
+            raise BadInput("this folder's attention was fitted to an older ONNX Runtime (fuse runtime = ...), whose "
+                           "rows cannot sit at different positions: serve a folder fused without `runtime`")
+        if not layout.shared_buffer:
             raise BadInput("this folder's attention is not fused for batching: serve the output of "
                            "`onnxforge compress DIR OUT --recipe fuse` (or int4) instead")
         if decoder.device != "cpu":

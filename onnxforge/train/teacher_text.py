@@ -3,8 +3,8 @@
 Self-distillation data in the manner of LLM-QAT: the teacher's export continues the opening tokens
 of each calibration passage, sampled from its own distribution with a fixed seed, through ONNX
 Runtime (no torch). The output folder holds `continuations.jsonl` (one `text` per passage: the
-opening and its continuation) and `provenance.json` (teacher, settings, the command's arguments,
-token counts and the sha256 of the JSON-lines file), so the text can be shipped, checked and
+opening and its continuation) and `provenance.json` (teacher and its passes, the settings, token
+counts and the sha256 of the JSON-lines file), so the text can be shipped, checked and
 regenerated. `distill --text-file` reads such a folder after checking its digest.
 """
 
@@ -22,7 +22,7 @@ from onnxforge.folder import read_manifest
 from onnxforge.passes.calibration import read_texts
 from onnxforge.runtime.generate import GenerationSettings, Generator
 from onnxforge.runtime.sampling import SamplingSettings
-from onnxforge.staging import staged_folder
+from onnxforge.staging import check_output, staged_folder
 
 TEXT_FILE = "continuations.jsonl"
 PROVENANCE_FILE = "provenance.json"
@@ -44,9 +44,9 @@ class TeacherTextSettings:
         for name in ("passages", "prompt_tokens", "new_tokens", "batch"):
             if getattr(self, name) < 1:
                 raise BadInput(f"--{name.replace('_', '-')} must be >= 1, got {getattr(self, name)}")
-        if self.passages > len(read_texts(None)):
-            raise BadInput(f"--passages {self.passages} is more than the {len(read_texts(None))} shipped calibration "
-                           "passages")
+        available = len(read_texts(None))
+        if self.passages > available:
+            raise BadInput(f"--passages {self.passages} is more than the {available} shipped calibration passages")
         if not self.temperature > 0:
             raise BadInput(f"--temperature must be > 0 (the teacher's text is sampled), got {self.temperature}")
 
@@ -54,6 +54,9 @@ class TeacherTextSettings:
 def write_teacher_text(teacher_dir: Path, out: Path, settings: TeacherTextSettings, force: bool = False,
                        progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
     """Continue the first `settings.passages` calibration passages with the teacher into OUT; return the provenance."""
+    if out.resolve() == teacher_dir.resolve():
+        raise BadInput("OUT must differ from TEACHER_DIR: teacher-text writes a new folder")
+    check_output(out, force)
     generator, manifest = Generator(teacher_dir), read_manifest(teacher_dir)
     prompts = _prompts(generator, settings)
     generation = GenerationSettings(settings.new_tokens, SamplingSettings(
@@ -63,7 +66,8 @@ def write_teacher_text(teacher_dir: Path, out: Path, settings: TeacherTextSettin
         for start in range(0, len(prompts), settings.batch):
             batch = prompts[start : start + settings.batch]
             completions = generator.run(batch, generation).complete().completions
-            texts += [generator.codec.decode(ids) + done.text for ids, done in zip(batch, completions, strict=True)]
+            texts += [generator.codec.decode([*ids, *done.token_ids])  # decoded together: no split characters
+                      for ids, done in zip(batch, completions, strict=True)]
             new_tokens += sum(len(done.token_ids) for done in completions)
             if progress:
                 progress(len(texts), len(prompts))

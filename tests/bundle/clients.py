@@ -33,13 +33,18 @@ def ort_client_ids(backend: str, bundle: Path, graph: str, tokens: int, prompts:
 GENAI_PYTHON = NODE_DIR.parents[1] / ".venv-genai" / "bin" / "python"
 
 
-def genai_ids(bundle: Path, tokens: int, prompts: list[list[int]]) -> list[list[int]]:
-    """Greedy new ids of each prompt from onnxruntime-genai's runtime (examples/genai, in its own venv)."""
+def genai_result(bundle: Path, tokens: int, prompts: list[list[int]]) -> dict[str, Any]:
+    """onnxruntime-genai's runtime on the bundle (examples/genai, in its own venv): its JSON (ids, load_s, tokens/s)."""
     script = NODE_DIR.parent / "genai" / "generate.py"
     done = subprocess.run([str(GENAI_PYTHON), str(script), str(bundle), str(tokens), *(json.dumps(p) for p in prompts)],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, f"onnxruntime-genai failed: {done.stderr[-2000:]}"
-    return [row["token_ids"] for row in json.loads(done.stdout.strip().splitlines()[-1])["results"]]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def genai_ids(bundle: Path, tokens: int, prompts: list[list[int]]) -> list[list[int]]:
+    """Greedy new ids of each prompt (token ids) from onnxruntime-genai's runtime."""
+    return [row["token_ids"] for row in genai_result(bundle, tokens, prompts)["results"]]
 
 
 def our_greedy_ids(folder: Path, prompts: list[str], tokens: int) -> tuple[list[list[int]], list[list[int]]]:

@@ -11,6 +11,7 @@ positions (`onnxforge.batch_rows = independent` is removed).
 from __future__ import annotations
 
 import onnx_ir as ir
+from onnx_ir.passes.common import RemoveUnusedNodesPass
 
 from onnxforge.errors import BadInput
 from onnxforge.folder import BATCH_ROWS_KEY, MS_DOMAIN
@@ -31,6 +32,7 @@ def fit_to_runtime(model: ir.Model, version: tuple[int, int]) -> int:
                 rewritten += 1
     if rewritten:
         model.metadata_props.pop(BATCH_ROWS_KEY, None)
+        RemoveUnusedNodesPass()(model)  # what computed the dropped inputs
     needed, deciding = minimum_version(model)
     if needed > version:
         reasons = "; ".join(f"{r.what} (needs {version_text(r.version)})" for r in deciding if r.version > version)

@@ -22,7 +22,7 @@ from contextlib import contextmanager
 import numpy as np
 import onnx_ir as ir
 
-from onnxforge.passes.base import PassConfig, PassRefused, check_fraction
+from onnxforge.passes.base import PassConfig, PassRefused, check_fraction, model_facts
 from onnxforge.passes.calibration import CalibratedPass
 from onnxforge.passes.quantize.blockwise import BlockQuantized
 from onnxforge.passes.quantize.weight_matmuls import WeightMatMul, select, weight_matmuls
@@ -93,6 +93,11 @@ class MixedPrecisionPass(CalibratedPass):
     name = "mixed-precision"
     config_class = MixedPrecisionConfig
     summary = "measure each layer's int4 damage, pick int4/int8/float per layer to fit a perplexity budget"
+
+    def requires(self, model: ir.Model) -> None:
+        if model_facts(model).get("task") == "feature-extraction":
+            raise self.refuse("budgets perplexity, which an encoder does not have: use quantize-weights (int4 or "
+                              "int8) on an encoder")
 
     def call(self, model: ir.Model) -> ir.passes.PassResult:
         config: MixedPrecisionConfig = self.config

@@ -194,7 +194,9 @@ def test_the_config_is_checked() -> None:
         FuseConfig(norms=1)  # type: ignore[arg-type]
     assert FuseConfig(attention=False, rotary=False).to_json() == {
         "attention": False, "rotary": False, "norms": True, "pack_qkv": True, "rotary_in_attention": True,
-        "last_logits": True}
+        "last_logits": True, "runtime": ""}
+    with pytest.raises(ValueError, match="runtime: "):
+        FuseConfig(runtime="newest")
 
 
 def test_a_second_fuse_changes_nothing_and_says_so(fused: tuple[Path, ir.Model, dict[str, Any]]) -> None:
