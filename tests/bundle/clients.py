@@ -55,3 +55,45 @@ def our_greedy_ids(folder: Path, prompts: list[str], tokens: int) -> tuple[list[
     rows = [generator.prompt_ids(p, raw=True) for p in prompts]
     settings = GenerationSettings(max_new_tokens=tokens)
     return rows, [generator.run([ids], settings).complete().completions[0].token_ids for ids in rows]
+
+
+def with_float_accumulation(folder: Path, out: Path) -> Path:
+    """A copy of the folder whose MatMulNBits compute in float (accuracy_level 0), as onnxruntime-web's WASM kernel
+    does whatever the attribute says; the reference for that client's ids."""
+    import shutil
+
+    import onnx_ir as ir
+
+    shutil.copytree(folder, out)
+    model = ir.load(out / "model.onnx")
+    for node in ir.traversal.RecursiveGraphIterator(model.graph):
+        if node.op_type == "MatMulNBits":
+            node.attributes["accuracy_level"] = ir.AttrInt64("accuracy_level", 0)
+    ir.save(model, out / "float-accumulation.onnx", external_data="float-accumulation.onnx_data")
+    (out / "float-accumulation.onnx").replace(out / "model.onnx")
+    (out / "model.onnx_data").unlink()
+    return out
+
+
+NEAR_TIE = 0.1  # logits: two runtimes' int4 kernels may order tokens this close differently
+
+
+def same_ids_but_near_ties(folder: Path, prompts: list[list[int]], ours: list[list[int]],
+                           theirs: list[list[int]]) -> bool:
+    """Whether each row is identical, or first differs where our logits of the two tokens are within NEAR_TIE."""
+    import numpy as np
+
+    from onnxforge.runtime.decoder import Decoder
+
+    decoder = Decoder(folder)
+    for prompt, mine, other in zip(prompts, ours, theirs, strict=True):
+        step = next((i for i, (a, b) in enumerate(zip(mine, other)) if a != b), None)
+        if step is None:
+            if len(mine) != len(other):
+                return False
+            continue
+        row = np.array([prompt + mine[:step]])
+        logits = decoder.forward(row, np.ones_like(row), np.arange(row.shape[1])[None], decoder.empty_past(1))[0]
+        if abs(float(logits[0, -1, mine[step]] - logits[0, -1, other[step]])) > NEAR_TIE:
+            return False
+    return True

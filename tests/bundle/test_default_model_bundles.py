@@ -11,7 +11,14 @@ from onnxforge.bundle.build import BundleRequest, bundle
 from onnxforge.bundle.manifest import verify
 from onnxforge.passes.pipeline import compress
 from onnxforge.passes.recipe import load_recipe
-from tests.bundle.clients import genai_ids, ort_client_ids, our_greedy_ids, transformers_js_ids
+from tests.bundle.clients import (
+    genai_ids,
+    ort_client_ids,
+    our_greedy_ids,
+    same_ids_but_near_ties,
+    transformers_js_ids,
+    with_float_accumulation,
+)
 from tests.passes.helpers import SMALL_CALIBRATION
 
 pytestmark = pytest.mark.slow
@@ -41,9 +48,11 @@ def test_web_bundles_give_our_greedy_ids_in_transformers_js_onnxruntime_node_and
     assert verify(out) == []
     for source, dtype, graph in checked:
         prompts, expected = our_greedy_ids(folders[source], PROMPTS, TOKENS)
-        assert len(expected[0]) == TOKENS
+        assert max(map(len, expected)) == TOKENS  # one prompt may stop early at the end-of-text token
         assert transformers_js_ids(out, dtype, TOKENS, PROMPTS) == expected, source
         assert ort_client_ids("node", out, graph, TOKENS, prompts) == expected, source
+        if dtype == "q4":  # WASM computes MatMulNBits in float, not with the int8 activations of accuracy_level 4
+            _, expected = our_greedy_ids(with_float_accumulation(folders[source], tmp_path / "float"), PROMPTS, TOKENS)
         assert ort_client_ids("wasm", out, graph, TOKENS, prompts) == expected, source
 
 
@@ -52,4 +61,5 @@ def test_mobile_and_genai_bundles_of_int4_run_with_our_greedy_ids(folders: dict[
     mobile = bundle(BundleRequest((folders["int4"],), tmp_path / "mobile", "mobile"))
     assert mobile["parity"]["model.ort"]["greedy_tokens_identical"]
     bundle(BundleRequest((folders["int4"],), tmp_path / "genai", "genai"))
-    assert genai_ids(tmp_path / "genai", TOKENS, prompts) == expected
+    theirs = genai_ids(tmp_path / "genai", TOKENS, prompts)
+    assert same_ids_but_near_ties(folders["int4"], prompts, expected, theirs), (theirs, expected)
