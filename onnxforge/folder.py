@@ -80,15 +80,19 @@ def check_folder(folder: Path) -> None:
 
 
 def read_tokenizer(folder: str | Path) -> Tokenizer:
-    """The folder's tokenizer.json as a `tokenizers.Tokenizer`; BadInput when it is missing or unreadable."""
+    """The folder's tokenizer.json as a `tokenizers.Tokenizer` without the padding or truncation the file may set
+    (an encoder's pads to 128): each reader sets its own. BadInput when it is missing or unreadable."""
     path = Path(folder) / TOKENIZER_FILE
     if not path.is_file():
         raise BadInput(f"'{folder}' has no {TOKENIZER_FILE}: export the model with onnxforge export")
     try:
-        return Tokenizer.from_file(str(path))
+        tokenizer = Tokenizer.from_file(str(path))
     except Exception as error:  # noqa: BLE001 - tokenizers raises a bare Exception for unreadable files
         reason = (str(error).strip().splitlines() or [type(error).__name__])[0][:200]
         raise BadInput(f"{path} cannot be read ({reason}): copy it again or re-export") from None
+    tokenizer.no_padding()
+    tokenizer.no_truncation()
+    return tokenizer
 
 
 def read_manifest(folder: str | Path) -> dict[str, Any]:

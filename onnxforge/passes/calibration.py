@@ -30,6 +30,7 @@ from onnxforge.folder import (
     PAST_PREFIX,
     POSITION_IDS,
     TOKEN_TYPE_IDS,
+    read_manifest,
     read_tokenizer,
 )
 from onnxforge.passes.base import OnnxforgePass, PassConfig
@@ -81,15 +82,17 @@ class Calibration:
     def from_folder(cls, folder: Path, settings: CalibrationSettings) -> Calibration:
         """Tokenize the calibration text with the folder's tokenizer (only as much as needed), cut it into rows."""
         tokenizer = read_tokenizer(folder)
-        wanted, ids = settings.samples * settings.max_tokens, []
+        longest = (read_manifest(folder).get("architecture") or {}).get("max_seq_length")  # an encoder's limit
+        length = min(settings.max_tokens, longest or settings.max_tokens)
+        wanted, ids = settings.samples * length, []
         for text in read_texts(settings.file):
             ids += tokenizer.encode(text + "\n\n", add_special_tokens=False).ids
             if len(ids) >= wanted:
                 break
-        rows = [np.array(ids[i : i + settings.max_tokens]) for i in range(0, len(ids), settings.max_tokens)]
-        rows = [row for row in rows if len(row) == settings.max_tokens][: settings.samples]
+        rows = [np.array(ids[i : i + length]) for i in range(0, len(ids), length)]
+        rows = [row for row in rows if len(row) == length][: settings.samples]
         if not rows:
-            raise BadInput(f"calibration text holds fewer than {settings.max_tokens} tokens: use a longer file")
+            raise BadInput(f"calibration text holds fewer than {length} tokens: use a longer file")
         return cls(rows, settings.threads, settings.file or "shipped boolq passages")
 
     @property

@@ -1,7 +1,9 @@
 """`onnxforge distill TEACHER STUDENT OUT`: train a compressed folder against its teacher, export it back, check it.
 
-1. Load the teacher (any source `export` reads) and rebuild the student folder in torch; the
-   rebuilt student must reproduce the folder's own logits in ONNX Runtime.
+1. Load the teacher (any source `export` reads, an encoder included) and rebuild the student
+   folder in torch; the rebuilt student must reproduce the folder's own logits (an encoder's
+   hidden states) in ONNX Runtime. An encoder trains towards the teacher's sentence embeddings
+   (`encoder.py`).
 2. Train (block-wise, then end-to-end KD) on decontaminated shipped text, with a checkpoint
    beside OUT (`OUT.checkpoint`) every few minutes; `--resume` continues from it bit for bit.
 3. Export the trained student through the exporter into a staged OUT with the student's side
@@ -24,11 +26,13 @@ import numpy as np
 import onnx_ir as ir
 
 from onnxforge.errors import BadInput, OnnxforgeError, ParityError
+from onnxforge.exporter.defaults import DEFAULT_OPSET
 from onnxforge.exporter.export import peak_rss_bytes
 from onnxforge.exporter.trace import trace_to_onnx
 from onnxforge.exporter.validate import check_parity
 from onnxforge.folder import EXTERNAL_DATA_FILE, MODEL_FILE, folder_bytes, read_tokenizer, write_manifest
 from onnxforge.models import LoadedModel, ModelFacts, facts_from_config, load_source
+from onnxforge.models.encoders import EncoderFacts, LoadedEncoder, is_encoder_source, load_encoder
 from onnxforge.passes.base import parameter_count
 from onnxforge.passes.calibration import CalibrationSettings
 from onnxforge.passes.pipeline import compress, copy_side_files
@@ -37,6 +41,7 @@ from onnxforge.progress import Steps, console
 from onnxforge.staging import check_output, staged_folder
 from onnxforge.train.checkpoint import checkpoint_folder, read_checkpoint
 from onnxforge.train.data import token_rows, training_text
+from onnxforge.train.encoder import EncoderTrainer, encoder_rebuild_error, encoder_rows, export_encoder_student
 from onnxforge.train.fake_quant import QUANTIZE_CHOICES, add_fake_quant, remove_fake_quant
 from onnxforge.train.loop import PRECISIONS, Trainer, TrainSettings
 from onnxforge.train.student import REBUILD_TOLERANCE, Student, load_student, rebuild_error
@@ -62,16 +67,19 @@ def distill(run: DistillRun) -> dict[str, Any]:
     """Train, export and check the student; return the new folder's manifest."""
     saved = _check_run(run)
     steps = Steps()
+    encoder = is_encoder_source(run.teacher)
     with steps.step("load", f"load the teacher {run.teacher} and rebuild the student"):
-        teacher = load_source(run.teacher)
+        teacher = load_encoder(run.teacher) if encoder else load_source(run.teacher)
         student = load_student(run.student, teacher)
         text = training_text(run.text_files)
-        rows = token_rows(read_tokenizer(run.student), text.passages, run.settings.sequence_length)
-        _check_rebuilt(student, run.student, rows[0])
+        rows = (encoder_rows if encoder else token_rows)(read_tokenizer(run.student), text.passages,
+                                                         run.settings.sequence_length)
+        _check_rebuilt(student, run.student, rows[0], encoder)
         if run.settings.quantize:
-            _check_quantizable(student, run.student)
+            _check_quantizable(student, run.student, encoder)
             add_fake_quant(student.model)
-    trainer = Trainer(teacher.model, student, rows, run.settings)
+    trainer = EncoderTrainer(teacher, student, rows, run.settings) if encoder else \
+        Trainer(teacher.model, student, rows, run.settings)
     checkpoints = checkpoint_folder(run.out)
     state = _run_state(run, text.sha256, len(rows))
     if saved is not None:
@@ -93,25 +101,36 @@ def distill(run: DistillRun) -> dict[str, Any]:
     return manifest
 
 
-def _export(student: Student, teacher: LoadedModel, trainer: Trainer, state: dict[str, Any], source: Path,
-            out: Path, force: bool, steps: Steps) -> dict[str, Any]:
+def _export(student: Student, teacher: LoadedModel | LoadedEncoder, trainer: Trainer, state: dict[str, Any],
+            source: Path, out: Path, force: bool, steps: Steps) -> dict[str, Any]:
     """The trained student as a folder `out` (the student folder's side files, a `distill` record), checked."""
-    facts = facts_from_config(student.model.config)
     with staged_folder(out, force) as stage:
         with steps.step("export", "export the trained student and check parity with it"):
-            model = trace_to_onnx(student.model, facts)
-            ir.save(model, stage / MODEL_FILE, external_data=EXTERNAL_DATA_FILE)
-            copy_side_files(source, stage, facts.to_json())
-            loaded = LoadedModel(student.model, teacher.tokenizer, facts, str(source), "student")
-            parity = check_parity(stage, loaded)
+            model, facts, parity, difference = _export_graph(student, teacher, source, stage)
         manifest = _manifest(student, model, facts, trainer, state)
         manifest["parity"] = manifest["passes"][-1]["parity"] = parity
         manifest["files_bytes"] = folder_bytes(stage)
         write_manifest(stage, manifest)
         if not parity["passed"]:
-            raise ParityError(f"the exported student differs from the trained one (worst |Δ logits| "
-                              f"{parity['worst_abs_logits_diff']:.2e}): nothing was written; the checkpoint is kept")
+            raise ParityError(f"the exported student differs from the trained one ({difference}): nothing was "
+                              "written; the checkpoint is kept")
     return manifest
+
+
+def _export_graph(student: Student, teacher: LoadedModel | LoadedEncoder, source: Path,
+                  stage: Path) -> tuple[ir.Model, ModelFacts | EncoderFacts, dict[str, Any], str]:
+    """Write the student's graph and side files into `stage`: (graph, facts, parity, the figure parity judged)."""
+    if isinstance(teacher, LoadedEncoder):
+        model, facts, parity = export_encoder_student(student, teacher, source, stage,
+                                                      int(student.manifest.get("opset", DEFAULT_OPSET)))
+        copy_side_files(source, stage, facts.to_json())
+        return model, facts, parity, f"embedding cosine {parity['min_embedding_cosine']:.6f}"
+    facts = facts_from_config(student.model.config)
+    model = trace_to_onnx(student.model, facts)
+    ir.save(model, stage / MODEL_FILE, external_data=EXTERNAL_DATA_FILE)
+    copy_side_files(source, stage, facts.to_json())  # the tokenizer parity reads
+    parity = check_parity(stage, LoadedModel(student.model, teacher.tokenizer, facts, str(source), "student"))
+    return model, facts, parity, f"worst |Δ logits| {parity['worst_abs_logits_diff']:.2e}"
 
 
 def _check_run(run: DistillRun) -> dict[str, Any] | None:
@@ -129,14 +148,18 @@ def _check_run(run: DistillRun) -> dict[str, Any] | None:
     return read_checkpoint(checkpoint_folder(run.out))[2] if run.resume else None
 
 
-def _check_rebuilt(student: Student, folder: Path, ids: np.ndarray) -> None:
-    error = rebuild_error(student, folder, ids[:64])
+def _check_rebuilt(student: Student, folder: Path, ids: np.ndarray, encoder: bool) -> None:
+    error = (encoder_rebuild_error if encoder else rebuild_error)(student, folder, ids[:64])
     if not error <= REBUILD_TOLERANCE:
-        raise OnnxforgeError(f"the student rebuilt in torch differs from '{folder}' (|Δ logits| {error:.2e} > "
+        what = "hidden states" if encoder else "logits"
+        raise OnnxforgeError(f"the student rebuilt in torch differs from '{folder}' (|Δ {what}| {error:.2e} > "
                              f"{REBUILD_TOLERANCE:.0e}): its passes are not all understood by distill")
 
 
-def _check_quantizable(student: Student, folder: Path) -> None:
+def _check_quantizable(student: Student, folder: Path, encoder: bool) -> None:
+    if encoder:
+        raise BadInput("--quantize trains causal LMs through the int4 grid; distil the encoder without it, then "
+                       "compress the distilled folder with int8 or int4")
     if student.masks:
         raise BadInput(f"'{folder}' is sparsified: --quantize trains dense weights through the int4 grid; "
                        "quantise the dense student, or distil the sparse one without --quantize")
@@ -172,7 +195,7 @@ def _check_same_run(checkpoints: Path, saved: dict[str, Any], state: dict[str, A
                        "the same arguments, or delete it and start afresh")
 
 
-def _manifest(student: Student, model: ir.Model, facts: ModelFacts, trainer: Trainer,
+def _manifest(student: Student, model: ir.Model, facts: ModelFacts | EncoderFacts, trainer: Trainer,
               state: dict[str, Any]) -> dict[str, Any]:
     manifest = dict(student.manifest)
     history = trainer.progress.history
@@ -183,7 +206,8 @@ def _manifest(student: Student, model: ir.Model, facts: ModelFacts, trainer: Tra
         "steps": len(history),
         "train_seconds": round(trainer.progress.seconds, 1),
         "stopped_early": len(history) < trainer.total_steps,
-        "curve": [{k: r[k] for k in r if k in ("stage", "tokens", "loss", "kd", "stream", "lr")} for r in history],
+        "curve": [{k: r[k] for k in r if k in ("stage", "tokens", "loss", "kd", "embedding", "stream", "lr")}
+                  for r in history],
     }
     manifest["passes"] = [*manifest.get("passes", []), record]
     manifest["architecture"] = facts.to_json()

@@ -176,12 +176,20 @@ class Trainer:
         return nullcontext()
 
     def _teacher(self, ids: torch.Tensor, logits: bool) -> tuple[Any, list[torch.Tensor], list[torch.Tensor]]:
-        """The teacher's logits (or None), the stream entering each student layer's teacher layer, and the targets."""
-        model = self.teacher if logits else self.teacher.base_model
+        """The teacher's output (or None), the stream entering each student layer's teacher layer, and the targets."""
         with torch.no_grad(), self._autocast(), recorded_streams(self.teacher) as (entering, leaving):
-            output = model(input_ids=ids)
+            output = self._teacher_output(ids) if logits else self.teacher.base_model(input_ids=ids)
         inputs = [entering[t] for t in self.student.teacher_layers]
-        return (output.logits if logits else None), inputs, targets(entering, leaving, self.student.teacher_layers)
+        return (output if logits else None), inputs, targets(entering, leaving, self.student.teacher_layers)
+
+    def _teacher_output(self, ids: torch.Tensor) -> torch.Tensor:
+        """What the end-to-end loss compares: the teacher's logits."""
+        return self.teacher(input_ids=ids).logits
+
+    def _output_loss(self, ids: torch.Tensor, wanted: torch.Tensor) -> tuple[str, torch.Tensor]:
+        """(name, loss) of the student's output against the teacher's: forward KL of the next-token distributions."""
+        logits = self.student.model(input_ids=ids).logits
+        return "kd", kd_loss(logits, wanted, self.settings.temperature)
 
     def _blockwise_losses(self, ids: torch.Tensor) -> dict[str, torch.Tensor]:
         _, inputs, wanted = self._teacher(ids, logits=False)
@@ -191,16 +199,15 @@ class Trainer:
         return {"loss": loss, "stream": loss.detach()}
 
     def _kd_losses(self, ids: torch.Tensor) -> dict[str, torch.Tensor]:
-        teacher_logits, _, wanted = self._teacher(ids, logits=True)
+        teacher_output, _, wanted = self._teacher(ids, logits=True)
         with self._autocast(), recorded_streams(self.student.model) as (_, outputs):
-            logits = self.student.model(input_ids=ids).logits
-        kd = kd_loss(logits, teacher_logits, self.settings.temperature)
-        losses = {"kd": kd.detach()}
+            name, loss = self._output_loss(ids, teacher_output)
+        losses = {name: loss.detach()}
         if self.settings.stream_weight > 0:
             stream = stream_loss(outputs, wanted)
             losses["stream"] = stream.detach()
-            kd = kd + self.settings.stream_weight * stream
-        return {"loss": kd, **losses}
+            loss = loss + self.settings.stream_weight * stream
+        return {"loss": loss, **losses}
 
     def _batch(self, index: int) -> np.ndarray:
         """Batch `index`: rows of the permutation of epoch index // batches per epoch (seeded)."""

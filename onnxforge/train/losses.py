@@ -1,4 +1,4 @@
-"""Distillation losses: the teacher's next-token distribution and its residual stream."""
+"""Distillation losses: the teacher's next-token distribution, its sentence embedding and its residual stream."""
 
 from __future__ import annotations
 
@@ -18,3 +18,8 @@ def stream_loss(outputs: list[torch.Tensor], targets: list[torch.Tensor]) -> tor
     """Mean over layers of ‖output - target‖² / ‖target‖²: each layer's error relative to the stream's size."""
     errors = [((o.float() - t.float()) ** 2).mean() / (t.float() ** 2).mean() for o, t in zip(outputs, targets)]
     return torch.stack(errors).mean()
+
+
+def embedding_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """1 - cosine between the student's and the teacher's sentence embeddings, averaged over the batch."""
+    return (1 - F.cosine_similarity(student.float(), teacher.float(), dim=-1)).mean()

@@ -25,6 +25,7 @@ import torch
 from onnxforge.errors import BadInput
 from onnxforge.folder import MODEL_FILE, check_folder, read_manifest
 from onnxforge.models import LoadedModel
+from onnxforge.models.encoders import LoadedEncoder
 from onnxforge.passes.pipeline import config_shape
 
 STRUCTURAL_STEPS = ("cleanup", "prune-ffn", "prune-heads", "drop-layers", "lowrank", "sparsify", "distill")
@@ -63,19 +64,25 @@ class Student:
                 parameters[name].mul_(mask)
 
 
-def load_student(folder: Path, teacher: LoadedModel) -> Student:
+def load_student(folder: Path, teacher: LoadedModel | LoadedEncoder) -> Student:
     """Rebuild the compressed folder as a torch model of the teacher's class; BadInput if it is not the teacher's."""
     manifest = read_student_manifest(folder)
     check_derived(manifest, teacher, folder)
     dropped = dropped_layers(manifest)
     config = _student_config(teacher.model.config, manifest["architecture"], dropped[1])
     torch.manual_seed(0)  # the initial weights are all replaced; seeded so that nothing depends on chance
-    model = type(teacher.model)(config).eval()
+    model = _new_model(teacher.model, config)
     weights = _stored_weights(folder)
     _resize_projections(model, weights)
     _load_weights(model, weights, _teacher_parameters(teacher.model, dropped[0]), folder)
     masks = _sparsity_masks(model) if _ran(manifest, "sparsify") else {}
     return Student(model, dropped[0], masks, manifest)
+
+
+def _new_model(teacher: torch.nn.Module, config: Any) -> torch.nn.Module:
+    """A model of the teacher's class for `config` (an encoder loaded without its pooler is built without one)."""
+    extra = {"add_pooling_layer": False} if getattr(teacher, "pooler", "none") is None else {}
+    return type(teacher)(config, **extra).eval()
 
 
 def read_student_manifest(folder: Path) -> dict[str, Any]:
@@ -89,7 +96,7 @@ def stream_weight_default(manifest: dict[str, Any]) -> float:
     return 1.0 if _ran(manifest, "drop-layers") or _ran(manifest, "lowrank") else 0.0
 
 
-def check_derived(manifest: dict[str, Any], teacher: LoadedModel, folder: Path) -> None:
+def check_derived(manifest: dict[str, Any], teacher: LoadedModel | LoadedEncoder, folder: Path) -> None:
     """Refuse a student whose architecture, vocabulary or width is not the teacher's, or that was fused or quantised."""
     facts, teacher_facts = manifest.get("architecture", {}), teacher.facts.to_json()
     differs = [f"{key} {facts.get(key)} vs {teacher_facts.get(key)}" for key in _SHAPE_FACTS

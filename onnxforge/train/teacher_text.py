@@ -66,7 +66,9 @@ def write_teacher_text(teacher_dir: Path, out: Path, settings: TeacherTextSettin
         for start in range(0, len(prompts), settings.batch):
             batch = prompts[start : start + settings.batch]
             completions = generator.run(batch, generation).complete().completions
-            texts += [generator.codec.decode([*ids, *done.token_ids])  # decoded together: no split characters
+            # opening and continuation decoded together (no character split at the join), less a character the
+            # last token left incomplete
+            texts += [generator.codec.decode([*ids, *done.token_ids]).rstrip("\ufffd")
                       for ids, done in zip(batch, completions, strict=True)]
             new_tokens += sum(len(done.token_ids) for done in completions)
             if progress:
