@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
@@ -31,8 +32,8 @@ def main() -> None:
     """Time the parts of a KD step; print one JSON object."""
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("teacher", help="the teacher source (e.g. smollm2-135m)")
-    parser.add_argument("teacher_dir", help="the teacher's exported folder (for the ONNX Runtime forward)")
-    parser.add_argument("student", help="a structurally compressed folder")
+    parser.add_argument("teacher_dir", type=Path, help="the teacher's exported folder (for the ONNX Runtime forward)")
+    parser.add_argument("student", type=Path, help="a structurally compressed folder")
     parser.add_argument("--steps", type=int, default=4)
     parser.add_argument("--top-k", type=int, default=64)
     args = parser.parse_args()
