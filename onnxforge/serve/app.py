@@ -138,6 +138,8 @@ def create_app(config: ServerConfig) -> FastAPI:
         return {"object": "list", "data": [{"id": config.name, "object": "model", "created": 0,
                                             "owned_by": "onnxforge", "max_model_len": length}]}
 
+    embedding_turn = asyncio.Semaphore(1)
+
     @app.post("/v1/embeddings", dependencies=authorized)
     async def embeddings(body: EmbeddingRequest) -> dict[str, Any]:
         if served.embedder is None:
@@ -145,7 +147,8 @@ def create_app(config: ServerConfig) -> FastAPI:
             raise BadInput(f"`{config.name}` is a text generation model: /v1/embeddings needs an encoder folder "
                            "(export all-minilm-l6-v2, or another encoder)")
         _check_model(body.model, config)
-        return await asyncio.to_thread(embedding_response, served.embedder, body, config.name)
+        async with embedding_turn:  # one model call at a time: concurrent ones would only share the same cores
+            return await asyncio.to_thread(embedding_response, served.embedder, body, config.name)
 
     @app.get("/metrics", dependencies=authorized)
     async def prometheus() -> Response:
