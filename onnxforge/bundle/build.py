@@ -18,6 +18,7 @@ from onnxforge.bundle.manifest import build_manifest, write_bundle_manifest
 from onnxforge.bundle.parity import graph_parity
 from onnxforge.errors import BadInput
 from onnxforge.folder import TOKENIZER_FILE, check_folder, read_manifest
+from onnxforge.models.architectures import STRUCTURAL_PASSES
 from onnxforge.passes.runtime_versions import parse_version
 from onnxforge.progress import Steps
 from onnxforge.staging import staged_folder
@@ -102,14 +103,13 @@ def _check_same_model(folders: tuple[Path, ...]) -> None:
                            "structural passes differ): a bundle carries dtypes of one model")
 
 
-DTYPE_PASSES = ("cleanup", "fuse", "quantize-weights", "quantize-dynamic", "quantize-static", "fp16",
-                "mixed-precision")
+WEIGHT_CHANGING_PASSES = (*STRUCTURAL_PASSES, "distill")  # what makes another model, not another dtype
 
 
 def _model_identity(folder: Path) -> tuple[Any, ...]:
     record = read_manifest(folder)
-    structural = [entry.get("pass") for entry in record.get("passes", []) if entry.get("pass") not in DTYPE_PASSES]
-    return record.get("source"), record.get("architecture"), structural
+    changed = [entry.get("pass") for entry in record.get("passes", []) if entry.get("pass") in WEIGHT_CHANGING_PASSES]
+    return record.get("source"), record.get("architecture"), changed
 
 
 def _source_record(folder: Path) -> dict[str, Any]:

@@ -25,10 +25,11 @@ import torch
 from onnxforge.errors import BadInput
 from onnxforge.folder import MODEL_FILE, check_folder, read_manifest
 from onnxforge.models import LoadedModel
+from onnxforge.models.architectures import STRUCTURAL_PASSES
 from onnxforge.models.encoders import LoadedEncoder
 from onnxforge.passes.pipeline import config_shape
 
-STRUCTURAL_STEPS = ("cleanup", "prune-ffn", "prune-heads", "drop-layers", "lowrank", "sparsify", "distill")
+STRUCTURAL_STEPS = ("cleanup", *STRUCTURAL_PASSES, "distill")
 _SHAPE_FACTS = ("model_type", "hidden_size", "vocab_size", "head_dim")
 REBUILD_TOLERANCE = 1e-3  # |Δ logits| allowed between the rebuilt student and its folder
 
