@@ -18,7 +18,6 @@ from onnxforge.bundle.manifest import build_manifest, write_bundle_manifest
 from onnxforge.bundle.parity import graph_parity
 from onnxforge.errors import BadInput
 from onnxforge.folder import TOKENIZER_FILE, check_folder, read_manifest
-from onnxforge.models.architectures import STRUCTURAL_PASSES
 from onnxforge.passes.runtime_versions import parse_version
 from onnxforge.progress import Steps
 from onnxforge.staging import staged_folder
@@ -103,7 +102,8 @@ def _check_same_model(folders: tuple[Path, ...]) -> None:
                            "structural passes differ): a bundle carries dtypes of one model")
 
 
-WEIGHT_CHANGING_PASSES = (*STRUCTURAL_PASSES, "distill")  # what makes another model, not another dtype
+# what makes another model, not another dtype (the structural passes and distill; bundle/ may not import models/)
+WEIGHT_CHANGING_PASSES = ("prune-ffn", "prune-heads", "drop-layers", "sparsify", "lowrank", "distill")
 
 
 def _model_identity(folder: Path) -> tuple[Any, ...]:
