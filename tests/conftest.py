@@ -14,6 +14,7 @@ from pathlib import Path  # noqa: E402
 import pytest  # noqa: E402
 
 from onnxforge.models.tiny import TINY_CONFIGS  # noqa: E402 - after the offline settings
+from tests.passes.helpers import FUSE_RECIPE, run_recipe  # noqa: E402
 
 TINY_ARCHITECTURES = tuple(TINY_CONFIGS)
 
@@ -32,6 +33,20 @@ def export_tiny(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Pat
         return root / arch
 
     return export
+
+
+@pytest.fixture(scope="session")
+def fused_tiny(export_tiny: Callable[[str], Path], tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Path]:
+    """fused_tiny(ARCH) -> the fuse recipe's folder of tiny:ARCH."""
+    root, done = tmp_path_factory.mktemp("fused"), set()
+
+    def fused(arch: str) -> Path:
+        if arch not in done:
+            run_recipe(export_tiny(arch), root / arch, FUSE_RECIPE)
+            done.add(arch)
+        return root / arch
+
+    return fused
 
 
 @pytest.fixture(scope="session")

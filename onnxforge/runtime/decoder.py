@@ -47,6 +47,11 @@ class Decoder:
         self._last_token = (ort.OrtValue.ortvalue_from_numpy(np.array(1, np.int64))
                             if LOGITS_TO_KEEP in overridable else None)
         self._binding = self.session.io_binding()
+        if self._last_token is not None:
+            self._binding.bind_ortvalue_input(LOGITS_TO_KEEP, self._last_token)
+        self._bound_cache: KVCache | None = None
+        kept_rows = self._last_token is not None and self.device == "cpu"
+        self._logits_out = _LogitsBuffers.for_session(self.session) if kept_rows else None
         self.run_seconds = 0.0
 
     @property
@@ -83,28 +88,68 @@ class Decoder:
     ) -> np.ndarray:
         """One call through IO binding that updates `cache`; returns float32 logits [batch, vocab] of the last
         position, or of position `last[row]` in each row (right-padded rows starting at slot 0). A graph with
-        `logits_to_keep` computes only those: each row's last token, as its attention_mask says."""
+        `logits_to_keep` computes only those: each row's last token, as its attention_mask says.
+
+        The step binds only what changes: a shared-buffer cache is bound once (the kernel writes in place), and
+        a graph with `logits_to_keep` writes its logits into a buffer kept per batch size. The returned array
+        may be that buffer: it holds until the next step (copy it to keep it)."""
         binding = self._binding
-        binding.clear_binding_inputs()
-        binding.clear_binding_outputs()
         binding.bind_cpu_input(INPUT_IDS, input_ids)
         binding.bind_cpu_input(ATTENTION_MASK, attention_mask)
         binding.bind_cpu_input(POSITION_IDS, position_ids)
-        if self._last_token is not None:
-            binding.bind_ortvalue_input(LOGITS_TO_KEEP, self._last_token)
-        binding.bind_output(LOGITS, "cpu")
-        cache.bind(binding)
+        logits = self._bind_logits(len(input_ids))
+        self._bind_cache(cache)
         start = time.perf_counter()
         self.session.run_with_iobinding(binding)
         self.run_seconds += time.perf_counter() - start
-        logits, *present = binding.get_outputs()
-        cache.update(present)
-        values = logits.numpy()
+        if logits is None or not cache.layout.shared_buffer:
+            values, *present = binding.get_outputs()
+            cache.update(present)
+            logits = values.numpy() if logits is None else logits
         if self._last_token is not None or last is None:
-            picked = values[:, -1]
+            picked = logits[:, -1]
         else:
-            picked = values[np.arange(len(values)), last]
-        return picked.astype(np.float32, copy=False)
+            picked = logits[np.arange(len(logits)), last]
+        return picked if picked.dtype == np.float32 else picked.astype(np.float32)
+
+    def _bind_logits(self, batch: int) -> np.ndarray | None:
+        """Bind the logits output: the kept buffer for `batch` rows when the graph keeps one position per row
+        (returned, the kernel writes into it), else a fresh output (None: read it after the call)."""
+        if self._logits_out is None:
+            self._binding.bind_output(LOGITS, "cpu")
+            return None
+        array, value = self._logits_out.rows(batch)
+        self._binding.bind_ortvalue_output(LOGITS, value)
+        return array
+
+    def _bind_cache(self, cache: KVCache) -> None:
+        """Bind past and present: every step for a growing cache, once per cache for a shared buffer."""
+        if cache.layout.shared_buffer and cache is self._bound_cache:
+            return
+        cache.bind(self._binding)
+        self._bound_cache = cache
+
+
+class _LogitsBuffers:
+    """Host buffers [batch, 1, vocab] the graph writes each row's last logits into, one per batch size."""
+
+    def __init__(self, vocab: int, dtype: type) -> None:
+        self.vocab, self.dtype = vocab, dtype
+        self._by_rows: dict[int, tuple[np.ndarray, ort.OrtValue]] = {}
+
+    @classmethod
+    def for_session(cls, session: ort.InferenceSession) -> _LogitsBuffers | None:
+        """Buffers for the session's logits output; None when its vocabulary size is not a fixed number."""
+        output = next(o for o in session.get_outputs() if o.name == LOGITS)
+        vocab = output.shape[-1]
+        return cls(vocab, _ORT_FLOAT_TYPES[output.type]) if isinstance(vocab, int) else None
+
+    def rows(self, batch: int) -> tuple[np.ndarray, ort.OrtValue]:
+        """The buffer for `batch` rows and the OrtValue over its memory."""
+        if batch not in self._by_rows:
+            array = np.zeros((batch, 1, self.vocab), self.dtype)
+            self._by_rows[batch] = array, ort.OrtValue.ortvalue_from_numpy(array)
+        return self._by_rows[batch]
 
 
 def _cache_layout(session: ort.InferenceSession) -> CacheLayout:

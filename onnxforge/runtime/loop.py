@@ -65,24 +65,25 @@ class TokenLoop:
     def __iter__(self) -> Iterator[np.ndarray]:
         ids, mask = pad_rows(self.rows)
         positions = np.clip(mask.cumsum(axis=1) - 1, 0, None)
-        cache = self.decoder.new_cache(len(self.rows), ids.shape[1] + self.max_new_tokens)
+        capacity = ids.shape[1] + self.max_new_tokens
+        cache = self.decoder.new_cache(len(self.rows), capacity)
+        full_mask = np.ones((len(self.rows), capacity), dtype=np.int64)  # grows by a view: no per-step allocation
+        full_mask[:, : mask.shape[1]] = mask
         rng = np.random.default_rng(self.sampling.seed)
-        seen: np.ndarray | None = None
+        choose = _TokenChooser(self.rows, self.sampling, self.stop_ids, rng)
         switch = self.decoder.rope_switch
         fed = ids if switch is not None and ids.shape[1] <= switch else None  # what the cache holds, until the switch
         for step in range(self.max_new_tokens):
             start, session_before = time.perf_counter(), self.decoder.run_seconds
             logits = self.decoder.step(cache, ids, mask, positions)
-            seen = _seen_tokens(logits.shape[-1], self.rows) if seen is None else seen
-            tokens = np.where(self.finished, FINISHED, next_tokens(logits, seen, self.sampling, rng))
-            seen[np.arange(len(tokens)), tokens] |= tokens != FINISHED
+            tokens = choose(logits, self.finished)
             self._count(step, tokens, time.perf_counter() - start, self.decoder.run_seconds - session_before)
             yield tokens
-            self.finished |= np.isin(tokens, self.stop_ids)
+            self.finished |= choose.stops(tokens)
             if self.finished.all():
                 return
             ids = np.where(tokens == FINISHED, 0, tokens)[:, None]
-            mask = np.concatenate([mask, np.ones_like(ids)], axis=1)
+            mask = np.ascontiguousarray(full_mask[:, : mask.shape[1] + 1])
             positions = positions[:, -1:] + 1
             if fed is not None:
                 fed = np.concatenate([fed, ids], axis=1)
@@ -112,11 +113,38 @@ def pad_rows(rows: list[list[int]], right: bool = False) -> tuple[np.ndarray, np
     return ids, mask
 
 
-def _seen_tokens(vocab: int, rows: list[list[int]]) -> np.ndarray:
-    seen = np.zeros((len(rows), vocab), dtype=bool)
-    for i, row in enumerate(rows):
-        seen[i, row] = True
-    return seen
+class _TokenChooser:
+    """Picks each row's next token and tells which are stop ids; tracks the tokens seen only when a
+    repetition penalty needs them (greedy without a penalty is one argmax per step)."""
+
+    def __init__(self, rows: list[list[int]], sampling: SamplingSettings, stop_ids: np.ndarray,
+                 rng: np.random.Generator) -> None:
+        self.rows, self.sampling, self.stop_ids, self.rng = rows, sampling, stop_ids, rng
+        self.seen: np.ndarray | None = None
+        self.is_stop: np.ndarray | None = None
+
+    def __call__(self, logits: np.ndarray, finished: np.ndarray) -> np.ndarray:
+        """Token ids [rows] for `logits` [rows, vocab]; FINISHED where a row has stopped."""
+        if self.is_stop is None:
+            self._start(logits.shape[-1])
+        tokens = next_tokens(logits, self.seen, self.sampling, self.rng)
+        if finished.any():
+            tokens = np.where(finished, FINISHED, tokens)
+        if self.seen is not None:
+            self.seen[np.arange(len(tokens)), tokens] |= tokens != FINISHED
+        return tokens
+
+    def stops(self, tokens: np.ndarray) -> np.ndarray:
+        """Which rows produced a stop id."""
+        return self.is_stop[tokens]
+
+    def _start(self, vocab: int) -> None:
+        self.is_stop = np.zeros(vocab + 1, dtype=bool)  # the extra last entry: FINISHED (-1) is never a stop
+        self.is_stop[self.stop_ids[self.stop_ids < vocab]] = True
+        if self.sampling.repetition_penalty != 1:
+            self.seen = np.zeros((len(self.rows), vocab), dtype=bool)
+            for i, row in enumerate(self.rows):
+                self.seen[i, row] = True
 
 
 def greedy_continuations(

@@ -39,7 +39,7 @@ class SamplingSettings:
         return self.temperature == 0
 
 
-def penalize_repetition(logits: np.ndarray, seen: np.ndarray, penalty: float) -> np.ndarray:
+def penalize_repetition(logits: np.ndarray, seen: np.ndarray | None, penalty: float) -> np.ndarray:
     """Logits of tokens already seen (`seen[row, token]` true) divided by `penalty` if > 0, else multiplied."""
     if penalty == 1:
         return logits
@@ -89,7 +89,7 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 
 def next_tokens(
-    logits: np.ndarray, seen: np.ndarray, settings: SamplingSettings, rng: np.random.Generator
+    logits: np.ndarray, seen: np.ndarray | None, settings: SamplingSettings, rng: np.random.Generator
 ) -> np.ndarray:
     """One token id per row of `logits` [rows, vocab]."""
     logits = penalize_repetition(logits, seen, settings.repetition_penalty)

@@ -17,6 +17,7 @@ from onnxforge.runtime.generate import GenerationSettings, Generator
 from onnxforge.runtime.session import SessionSettings
 
 SMALL_CALIBRATION = CalibrationSettings(samples=4, max_tokens=32)
+FUSE_RECIPE = '[[passes]]\nname = "cleanup"\n\n[[passes]]\nname = "fuse"'
 
 
 def run_recipe(source: Path, out: Path, text: str) -> dict:

@@ -17,11 +17,10 @@ import pytest
 from onnxforge.folder import KV_CACHE_KEY, read_manifest
 from onnxforge.models.tiny import TINY_CONFIGS
 from onnxforge.passes.quantize.weight_matmuls import weight_matmuls
-from tests.passes.helpers import greedy_with_cache, run_recipe
+from tests.passes.helpers import FUSE_RECIPE, greedy_with_cache, run_recipe
 
 from ..conftest import TINY_ARCHITECTURES
 
-FUSE = '[[passes]]\nname = "cleanup"\n\n[[passes]]\nname = "fuse"'
 INT4 = '[[passes]]\nname = "quantize-weights"\nbits = 4'
 
 
@@ -41,7 +40,7 @@ def _expected_kernel(arch: str, layer: int) -> tuple[int, float]:
 @pytest.mark.parametrize("arch", TINY_ARCHITECTURES)
 def test_fuse_keeps_the_greedy_tokens(arch: str, export_tiny: Callable[[str], Path], tmp_path: Path) -> None:
     folder = export_tiny(arch)
-    run_recipe(folder, tmp_path / "fused", FUSE)
+    run_recipe(folder, tmp_path / "fused", FUSE_RECIPE)
     model = ir.load(tmp_path / "fused" / "model.onnx")
     kernels = [node for node in model.graph if node.op_type == "GroupQueryAttention"]
     assert len(kernels) == 2 and KV_CACHE_KEY in model.metadata_props  # every tiny model has two layers
