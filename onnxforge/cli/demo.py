@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import subprocess
+import sys
 from pathlib import Path
 
 from onnxforge import __version__
 from onnxforge.cache import cache_dir
 from onnxforge.cli.output import show
-from onnxforge.errors import EXIT_OK
+from onnxforge.errors import EXIT_OK, OnnxforgeError
 from onnxforge.folder import read_manifest
 from onnxforge.progress import Steps, console
 from onnxforge.runtime.generate import GenerationSettings, Generator
@@ -37,10 +39,8 @@ def run_demo(prompt: str, max_new_tokens: int) -> str:
     if _usable_export(folder):
         console.print(f"reusing the export in {folder} (delete it to export again)")
     else:
-        from onnxforge.exporter.export import export_model
-
         with steps.step("export", f"export {DEFAULT_MODEL} to {folder} (once; later runs reuse it)"):
-            export_model(DEFAULT_MODEL, folder, force=True)
+            export_in_child(DEFAULT_MODEL, folder)
     with steps.step("session", "open an ONNX Runtime session"):
         generator = Generator(folder)
     run = generator.generate([prompt], GenerationSettings(max_new_tokens=max_new_tokens))
@@ -51,6 +51,23 @@ def run_demo(prompt: str, max_new_tokens: int) -> str:
                   f"(greedy, {generator.decoder.provider})")
     show(answer)
     return answer
+
+
+class ExportFailed(OnnxforgeError):
+    """The child process that exported the model failed; it has printed why."""
+
+    def __init__(self, status: int) -> None:
+        super().__init__(f"the export failed (exit {status}): see its message above")
+        self.exit_status = status
+
+
+def export_in_child(source: str, folder: Path) -> None:
+    """`onnxforge export SOURCE FOLDER --force` in a child process: torch, its thread pool and its memory end with
+    that process, so the answer that follows is timed as a later session would see it."""
+    command = [sys.executable, "-m", "onnxforge.cli", "export", source, str(folder), "--force"]
+    status = subprocess.run(command, check=False).returncode
+    if status != 0:
+        raise ExportFailed(status)
 
 
 def _usable_export(folder: Path) -> bool:
