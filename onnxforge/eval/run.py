@@ -13,7 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from onnxforge.errors import BadInput
 from onnxforge.eval import tasks
-from onnxforge.eval.scoring import LogitsFn, Request, Score, onnx_logits, score_requests
+from onnxforge.eval.scoring import Request, Score, Scorer, whole_sequence_scorer
 from onnxforge.folder import check_folder
 from onnxforge.progress import console
 
@@ -55,28 +55,29 @@ def check_task(name: str, limit: int | None) -> Task:
 
 
 def evaluate(
-    name: str, logits: LogitsFn, encode: tasks.Encode, limit: int | None, token_budget: int, label: str
+    name: str, scorer: Scorer, encode: tasks.Encode, limit: int | None, token_budget: int, label: str
 ) -> dict[str, Any]:
-    """Score the task with `logits`; returns metrics, n, settings and seconds."""
+    """Score the task with `scorer`; returns metrics, n, settings and seconds."""
     task = check_task(name, limit)
     start = time.perf_counter()
     requests, extra = task.build(encode, limit)
-    scores = _score_with_progress(logits, requests, token_budget, f"{name} ({label})")
+    scores = _score_with_progress(scorer, requests, token_budget, f"{name} ({label})")
     metrics = task.metrics(scores, **extra)
     n = len(extra.get("questions", requests))
     settings = {**task.settings, "limit": limit, "token_budget": token_budget}
     return {"task": name, "n": n, **metrics, "settings": settings, "seconds": round(time.perf_counter() - start, 1)}
 
 
-def _score_with_progress(logits: LogitsFn, requests: list[Request], budget: int, label: str) -> list[Score]:
+def _score_with_progress(scorer: Scorer, requests: list[Request], budget: int, label: str) -> list[Score]:
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, console=console, transient=True) as progress:
         bar = progress.add_task(label, total=len(requests))
-        return score_requests(logits, requests, budget, lambda n: progress.advance(bar, n))
+        return scorer(requests, budget, lambda n: progress.advance(bar, n))
 
 
 def evaluate_folder(folder: Path, name: str, limit: int | None, threads: int, token_budget: int) -> dict[str, Any]:
-    """The task on `folder` through ONNX Runtime (no torch)."""
+    """The task on `folder` through ONNX Runtime (no torch), shared contexts run once (eval/shared_context.py)."""
+    from onnxforge.eval.shared_context import shared_context_scorer
     from onnxforge.runtime.decoder import Decoder
     from onnxforge.runtime.session import SessionSettings
     from onnxforge.runtime.text import TextCodec
@@ -84,8 +85,8 @@ def evaluate_folder(folder: Path, name: str, limit: int | None, threads: int, to
     check_task(name, limit)
     check_folder(folder)
     codec = TextCodec(folder)
-    logits = onnx_logits(Decoder(folder, SessionSettings.with_threads(threads)))
-    return evaluate(name, logits, codec.encode, limit, token_budget, "onnxruntime")
+    scorer = shared_context_scorer(Decoder(folder, SessionSettings.with_threads(threads)))
+    return evaluate(name, scorer, codec.encode, limit, token_budget, "onnxruntime")
 
 
 def evaluate_reference(folder: Path, source: str, name: str, limit: int | None, threads: int,
@@ -94,7 +95,8 @@ def evaluate_reference(folder: Path, source: str, name: str, limit: int | None, 
     from onnxforge.eval.reference import torch_logits
     from onnxforge.runtime.text import TextCodec
 
-    return evaluate(name, torch_logits(source, threads), TextCodec(folder).encode, limit, token_budget, "torch")
+    scorer = whole_sequence_scorer(torch_logits(source, threads))
+    return evaluate(name, scorer, TextCodec(folder).encode, limit, token_budget, "torch")
 
 
 def evaluate_with_reference(folder: Path, name: str, limit: int | None, threads: int, token_budget: int,

@@ -19,6 +19,7 @@ from onnxforge.runtime.loop import pad_rows
 
 Request = tuple[list[int], int]
 LogitsFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
+Scorer = Callable[[Sequence[Request], int, Callable[[int], None]], list["Score"]]  # requests, token budget, progress
 
 
 @dataclass(frozen=True)
@@ -40,6 +41,21 @@ def onnx_logits(decoder: Decoder) -> LogitsFn:
     return logits
 
 
+def whole_sequence_scorer(logits: LogitsFn) -> Scorer:
+    """A scorer that runs every request whole through `logits` (torch, or any engine without a KV cache)."""
+
+    def score(requests: Sequence[Request], token_budget: int, progress: Callable[[int], None]) -> list[Score]:
+        return score_requests(logits, requests, token_budget, progress)
+
+    return score
+
+
+def check_requests(requests: Sequence[Request]) -> None:
+    """ValueError unless every request has a context token before its first scored token."""
+    if any(not 1 <= start < len(ids) for ids, start in requests):
+        raise ValueError("every request needs a context token before its first scored token")
+
+
 def score_requests(
     logits: LogitsFn,
     requests: Sequence[Request],
@@ -47,22 +63,21 @@ def score_requests(
     progress: Callable[[int], None] = lambda n: None,
 ) -> list[Score]:
     """Scores in the order of `requests`; `progress(n)` after each batch of n requests."""
-    if any(not 1 <= start < len(ids) for ids, start in requests):
-        raise ValueError("every request needs a context token before its first scored token")
+    check_requests(requests)
     scores: list[Score | None] = [None] * len(requests)
     for batch in _batches(requests, token_budget):
         rows = [requests[i] for i in batch]
         ids, mask = pad_rows([row for row, _ in rows], right=True)
         all_logits = logits(ids, mask)
         for index, (row, start), row_logits in zip(batch, rows, all_logits):
-            scores[index] = _score_row(row_logits, row, start)
+            scores[index] = score_logits(row_logits[start - 1:len(row) - 1], row[start:])
         progress(len(batch))
     return scores  # type: ignore[return-value]
 
 
-def _score_row(logits: np.ndarray, ids: list[int], start: int) -> Score:
-    predicting = logits[start - 1:len(ids) - 1]
-    targets = np.array(ids[start:])
+def score_logits(predicting: np.ndarray, tokens: list[int]) -> Score:
+    """The score of `tokens` from the logits [len(tokens), vocab] that predict them."""
+    targets = np.array(tokens)
     peak = predicting.max(-1, keepdims=True)
     log_norm = np.log(np.exp(predicting - peak).sum(-1, dtype=np.float64)) + peak[:, 0]
     logprobs = predicting[np.arange(len(targets)), targets].astype(np.float64) - log_norm

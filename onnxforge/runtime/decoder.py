@@ -71,9 +71,14 @@ class Decoder:
         attention_mask: np.ndarray,
         position_ids: np.ndarray,
         past: list[np.ndarray],
+        last_only: bool = False,
     ) -> tuple[np.ndarray, list[np.ndarray]]:
-        """One plain call with numpy arrays; returns float32 logits [batch, seq, vocab] and the present cache."""
+        """One plain call with numpy arrays; returns float32 logits [batch, seq, vocab] and the present cache.
+        `last_only`: a graph with `logits_to_keep` computes each row's last position only ([batch, 1, vocab]);
+        other graphs still return every position."""
         feeds = {INPUT_IDS: input_ids, ATTENTION_MASK: attention_mask, POSITION_IDS: position_ids}
+        if last_only and self._last_token is not None:
+            feeds[LOGITS_TO_KEEP] = np.array(1, np.int64)
         feeds.update(zip(self.layout.past_names(), past))
         logits, *present = self.session.run(self.output_names, feeds)
         return logits.astype(np.float32, copy=False), present

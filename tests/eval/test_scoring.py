@@ -13,7 +13,8 @@ import torch
 from onnxforge.eval import tasks
 from onnxforge.eval.reference import torch_logits
 from onnxforge.eval.run import evaluate
-from onnxforge.eval.scoring import onnx_logits, score_requests
+from onnxforge.eval.scoring import onnx_logits, score_requests, whole_sequence_scorer
+from onnxforge.eval.shared_context import score_sharing_contexts, shared_context_scorer
 from onnxforge.models import load_source
 from onnxforge.runtime.decoder import Decoder
 from onnxforge.runtime.text import TextCodec
@@ -91,9 +92,23 @@ class _Text:
 def test_onnx_and_torch_agree_on_every_task(task: str, limit: int, export_tiny: Callable[[str], Path]) -> None:
     folder = export_tiny("llama")
     encode = TextCodec(folder).encode
-    ours = evaluate(task, onnx_logits(Decoder(folder)), encode, limit, 2048, "onnxruntime")
-    reference = evaluate(task, torch_logits("tiny:llama"), encode, limit, 2048, "torch")
+    ours = evaluate(task, shared_context_scorer(Decoder(folder)), encode, limit, 2048, "onnxruntime")
+    reference = evaluate(task, whole_sequence_scorer(torch_logits("tiny:llama")), encode, limit, 2048, "torch")
     for metric in ("perplexity", "acc", "acc_norm"):
         if metric in ours:
             assert ours[metric] == pytest.approx(reference[metric], rel=5e-3, abs=1e-9), metric
     assert ours["n"] == limit
+
+
+@pytest.mark.parametrize("graph", ["export", "fused"])
+def test_shared_contexts_score_as_whole_sequences(graph: str, export_tiny: Callable[[str], Path],
+                                                  fused_tiny: Callable[[str], Path]) -> None:
+    decoder = Decoder(export_tiny("llama") if graph == "export" else fused_tiny("llama"))
+    question, other = list(range(30, 41)), list(range(60, 71))  # two contexts of one length: one batch
+    requests = [(question + tail, len(question)) for tail in ([5], [6, 7, 8], [9, 10], list(range(11, 20)))]
+    requests += [(other + [3, 4], len(other)), (other + [2], len(other)), ([7, 8, 9, 1, 2], 3), ([50, 51], 1)]
+    whole = score_requests(onnx_logits(decoder), requests)
+    for budget in (1, 4096):
+        shared = score_sharing_contexts(decoder, requests, budget)
+        assert [(s.tokens, s.greedy) for s in shared] == [(s.tokens, s.greedy) for s in whole]
+        np.testing.assert_allclose([s.logprob for s in shared], [s.logprob for s in whole], rtol=1e-5, atol=1e-5)
