@@ -103,19 +103,22 @@ def _figure(value: Any) -> str:
 def print_bench(report: dict[str, Any], json_mode: bool = False) -> None:
     """One row per engine run (median, with min-max), skipped anchors with their reason."""
     settings = report["settings"]
+    bandwidth = report.get("read_bandwidth_bytes_per_s", 0) / 1e9
     table = Table(title=f"{settings['new_tokens']} new tokens, {settings['threads']} threads, "
-                        f"median (min-max) of {settings['repeats']}")
+                        f"median (min-max) of {settings['repeats']}; memory reads {bandwidth:.1f} GB/s")
     for column in ("engine", "batch", "MiB on disk", "load s", "TTFT ms", "decode tok/s", "prefill tok/s",
-                   "peak RSS MiB"):
+                   "peak RSS MiB", "GB/s read (of the limit)"):
         table.add_column(column)
     for run in report["runs"]:
         if "skipped" in run:
-            table.add_row(run["engine"], "", "", "", "", f"skipped: {run['skipped']}", "", "")
+            table.add_row(run["engine"], "", "", "", "", f"skipped: {run['skipped']}", "", "", "")
             continue
         size = f"{run['model_bytes'] / _MIB:.0f}" if run["model_bytes"] else "-"
+        achieved = (f"{run['achieved_bytes_per_s'] / 1e9:.1f} ({run['bandwidth_fraction']:.0%})"
+                    if "achieved_bytes_per_s" in run else "-")
         table.add_row(run["engine"], str(run["batch"]), size, f"{run['load_s']:.1f}",
                       f"{run['ttft_s']['median'] * 1000:.0f}", _spread(run["decode_tokens_per_s"]),
-                      f"{run['prefill_tokens_per_s']['median']:.0f}", f"{run['peak_rss_bytes'] / _MIB:.0f}")
+                      f"{run['prefill_tokens_per_s']['median']:.0f}", f"{run['peak_rss_bytes'] / _MIB:.0f}", achieved)
     show(table, json_mode)
 
 

@@ -18,6 +18,7 @@ from typing import Any
 
 from onnxforge.cache import cache_dir
 from onnxforge.errors import BadInput
+from onnxforge.eval.bandwidth import bytes_per_token, kv_bytes_per_position, read_bandwidth
 from onnxforge.folder import MODEL_FILE, check_folder, read_manifest
 
 PROMPTS = [
@@ -149,6 +150,25 @@ def bench_inputs(folder: Path) -> tuple[list[list[int]], list[int]]:
     return rows, codec.encode(data_file("wikitext2").read_text(encoding="utf-8"))[:length]
 
 
+def _kv_position_bytes(folder: Path) -> int:
+    """Float32 keys and values of one position of the first folder's model (every engine runs that model)."""
+    architecture = read_manifest(folder).get("architecture", {})
+    keys = ("num_layers", "num_kv_heads", "head_dim")
+    return kv_bytes_per_position(*(architecture[key] for key in keys)) if all(k in architecture for k in keys) else 0
+
+
+def _roofline(run: dict[str, Any], kv_position: int, prompt_tokens: int, new_tokens: int,
+              bandwidth: float) -> dict[str, Any]:
+    """Bytes a batch-1 step reads (the model's bytes on disk + its cache) and the rate that achieves, also as a
+    fraction of the machine's read bandwidth; nothing for batches, skipped runs or a model of unknown size."""
+    if "skipped" in run or run["batch"] != 1 or not run["model_bytes"]:
+        return {}
+    step = bytes_per_token(run["model_bytes"], kv_position, prompt_tokens, new_tokens)
+    achieved = step * run["decode_tokens_per_s"]["median"]
+    return {"bytes_per_token": step, "achieved_bytes_per_s": round(achieved),
+            "bandwidth_fraction": round(achieved / bandwidth, 3)}
+
+
 def run_bench(
     folders: list[Path], anchors: list[str], settings: BenchSettings, out: Path | None, command: str
 ) -> dict[str, Any]:
@@ -160,11 +180,15 @@ def run_bench(
     source = read_manifest(folders[0]).get("source", {}).get("name", "smollm2-135m")
     extra, skipped = anchor_engines(anchors, source)
     rows, long_prompt = bench_inputs(folders[0])
+    with console.status(f"measuring this machine's read bandwidth ({settings.threads} threads)"):
+        bandwidth = read_bandwidth(settings.threads)
+    kv_position = _kv_position_bytes(folders[0])
     runs = []
     for engine in folder_engines(folders, settings.batch) + extra:
         with console.status(f"timing {engine.name} (batch {engine.batch})"):
-            runs.append(run_engine(engine, rows, long_prompt, settings))
-    report = {"command": command, "settings": settings.__dict__,
+            run = run_engine(engine, rows, long_prompt, settings)
+        runs.append({**run, **_roofline(run, kv_position, len(rows[0]), settings.new_tokens, bandwidth)})
+    report = {"command": command, "settings": settings.__dict__, "read_bandwidth_bytes_per_s": round(bandwidth),
               "prompt_tokens": len(rows[0]), "runs": runs + skipped}
     if out:
         out.mkdir(parents=True, exist_ok=True)

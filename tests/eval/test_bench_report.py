@@ -38,6 +38,23 @@ def test_bench_times_our_runtime_and_torch_and_reports_a_missing_anchor(run_dir:
     assert skipped["engine"] == "optimum" and "make anchors" in skipped["skipped"]
 
 
+def test_bench_puts_each_batch_1_run_against_the_memory_bandwidth(run_dir: Path,
+                                                                  export_tiny: Callable[[str], Path]) -> None:
+    report = json.loads((run_dir / "bench.json").read_text())
+    architecture = json.loads((export_tiny("llama") / "onnxforge.json").read_text())["architecture"]
+    kv_position = 2 * 4 * architecture["num_layers"] * architecture["num_kv_heads"] * architecture["head_dim"]
+    runs = {(run["engine"], run.get("batch")): run for run in report["runs"] if "skipped" not in run}
+    ours = runs[("onnxforge llama", 1)]
+    mean_past = report["prompt_tokens"] + 6 / 2
+    assert ours["bytes_per_token"] == int(ours["model_bytes"] + kv_position * mean_past)
+    achieved = ours["bytes_per_token"] * ours["decode_tokens_per_s"]["median"]
+    assert ours["achieved_bytes_per_s"] == pytest.approx(achieved, abs=1)
+    assert ours["bandwidth_fraction"] == pytest.approx(achieved / report["read_bandwidth_bytes_per_s"], abs=1e-3)
+    assert report["read_bandwidth_bytes_per_s"] > 0
+    assert "bytes_per_token" not in runs[("onnxforge llama", 3)]  # a batch shares its reads between rows
+    assert "bytes_per_token" not in runs[("torch eager fp32", 1)]  # its source's size is not a folder's
+
+
 def test_report_joins_eval_results_and_draws_both_plots(
     run_dir: Path, export_tiny: Callable[[str], Path], capsys: pytest.CaptureFixture[str]
 ) -> None:
