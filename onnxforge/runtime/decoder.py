@@ -96,8 +96,7 @@ class Decoder:
         `logits_to_keep` computes only those: each row's last token, as its attention_mask says.
 
         The step binds only what changes: a shared-buffer cache is bound once (the kernel writes in place), and
-        a graph with `logits_to_keep` writes its logits into a buffer kept per batch size. The returned array
-        may be that buffer: it holds until the next step (copy it to keep it)."""
+        a graph with `logits_to_keep` writes its logits into a buffer kept per batch size."""
         binding = self._binding
         binding.bind_cpu_input(INPUT_IDS, input_ids)
         binding.bind_cpu_input(ATTENTION_MASK, attention_mask)
@@ -115,7 +114,7 @@ class Decoder:
             picked = logits[:, -1]
         else:
             picked = logits[np.arange(len(logits)), last]
-        return picked if picked.dtype == np.float32 else picked.astype(np.float32)
+        return picked.astype(np.float32)  # a copy: the kept buffer is the next step's output
 
     def _bind_logits(self, batch: int) -> np.ndarray | None:
         """Bind the logits output: the kept buffer for `batch` rows when the graph keeps one position per row

@@ -81,6 +81,7 @@ class FuseConfig(PassConfig):
     rotary: rotary -> com.microsoft RotaryEmbedding (without it attention fuses with rotary left outside).
     norms: RMSNorm -> SimplifiedLayerNormalization / SkipSimplifiedLayerNormalization.
     pack_qkv: q/k/v MatMuls reading one input -> one MatMul on the concatenated weight + Split.
+    pack_gate_up: likewise the two MatMuls reading one input (the FFN's gate and up projections).
     rotary_in_attention: GroupQueryAttention applies rotary itself (do_rotary) and reads the packed
       q/k/v directly: two RotaryEmbedding and one Split fewer per layer. The kernel places a
       prompt's tokens at slots 0..S-1, so a left-padded row's tokens sit `padding` positions
@@ -92,6 +93,7 @@ class FuseConfig(PassConfig):
     rotary: bool = True
     norms: bool = True
     pack_qkv: bool = True
+    pack_gate_up: bool = False
     rotary_in_attention: bool = True
     last_logits: bool = True
     runtime: str = ""
@@ -135,6 +137,8 @@ class FusePass(OnnxforgePass):
         common_passes.ShapeInferencePass()(model)  # the rules check shapes; pruning passes leave them unknown
         counts_before = _op_counts(model.graph)
         applied = {"packed_qkv": pack_sibling_matmuls(model.graph) if self.config.pack_qkv else 0}
+        if self.config.pack_gate_up:
+            applied["packed_gate_up"] = pack_sibling_matmuls(model.graph, group_sizes=(2,))
         if self.config.norms:
             applied["norms"], applied["skip_norms"] = fuse_norms(model)
         if self.config.rotary:

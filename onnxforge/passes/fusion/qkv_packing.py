@@ -44,7 +44,8 @@ def _bias_adds(matmuls: list[ir.Node]) -> list[ir.Node] | None:
 
 
 def _packed_name(graph: ir.Graph, first: str) -> str:
-    name = first.replace("q_proj", "qkv_proj") if "q_proj" in first else f"{first}.packed"
+    renames = {"q_proj": "qkv_proj", "gate_proj": "gate_up_proj"}
+    name = next((first.replace(old, new) for old, new in renames.items() if old in first), f"{first}.packed")
     while name in graph.initializers:
         name += "_"
     return name

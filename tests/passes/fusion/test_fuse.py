@@ -149,7 +149,9 @@ def reads_packed_qkv(model: ir.Model) -> int:
     FuseConfig(norms=False, pack_qkv=False),
     FuseConfig(rotary_in_attention=False),
     FuseConfig(rotary=False),
-], ids=["no-attention", "norms-only", "attention-without-packing", "rotary-outside-attention", "rotary-unfused"])
+    FuseConfig(pack_gate_up=True),
+], ids=["no-attention", "norms-only", "attention-without-packing", "rotary-outside-attention", "rotary-unfused",
+        "gate-up-packed"])
 def test_each_part_alone_keeps_the_logits(llama: Path, config: FuseConfig, tmp_path: Path) -> None:
     model, _ = fuse_folder(llama, tmp_path / "m", config)
     counts, layers = op_counts(model), facts(llama)["num_layers"]
@@ -157,7 +159,9 @@ def test_each_part_alone_keeps_the_logits(llama: Path, config: FuseConfig, tmp_p
     inside = config.attention and config.rotary and config.rotary_in_attention
     assert counts["RotaryEmbedding"] == (2 * layers if config.rotary and not inside else 0)
     assert counts["SkipSimplifiedLayerNormalization"] == (2 * layers if config.norms else 0)
-    assert counts["Split"] == (layers if config.pack_qkv and not inside else 0)
+    assert counts["Split"] == (layers if config.pack_qkv and not inside else 0) + (layers if config.pack_gate_up else 0)
+    if config.attention:  # projections only: lm_head, per layer q/k/v (or one), o, gate and up (or one), down
+        assert counts["MatMul"] == 1 + layers * ((1 if config.pack_qkv else 3) + 1 + (1 if config.pack_gate_up else 2) + 1)
     assert reads_packed_qkv(model) == (layers if config.pack_qkv and inside else 0)
     assert (KV_CACHE_KEY in model.metadata_props) == config.attention
     expected, real = _prefill_and_steps(Decoder(llama), steps=1)
@@ -193,7 +197,8 @@ def test_the_config_is_checked() -> None:
     with pytest.raises(ValueError, match="norms must be true or false"):
         FuseConfig(norms=1)  # type: ignore[arg-type]
     assert FuseConfig(attention=False, rotary=False).to_json() == {
-        "attention": False, "rotary": False, "norms": True, "pack_qkv": True, "rotary_in_attention": True,
+        "attention": False, "rotary": False, "norms": True, "pack_qkv": True, "pack_gate_up": False,
+        "rotary_in_attention": True,
         "last_logits": True, "runtime": ""}
     with pytest.raises(ValueError, match="runtime: "):
         FuseConfig(runtime="newest")
