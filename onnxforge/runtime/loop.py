@@ -67,7 +67,7 @@ class TokenLoop:
         positions = np.clip(mask.cumsum(axis=1) - 1, 0, None)
         capacity = ids.shape[1] + self.max_new_tokens
         cache = self.decoder.new_cache(len(self.rows), capacity)
-        full_mask = np.ones((len(self.rows), capacity), dtype=np.int64)  # grows by a view: no per-step allocation
+        full_mask = np.ones((len(self.rows), capacity), dtype=np.int64)  # each step's mask: a view at batch 1
         full_mask[:, : mask.shape[1]] = mask
         rng = np.random.default_rng(self.sampling.seed)
         choose = _TokenChooser(self.rows, self.sampling, self.stop_ids, rng)
