@@ -32,19 +32,26 @@ def _round(url: str, count: int = 16) -> list[str]:
         return list(pool.map(lambda _: _answered_by(url), range(count)))
 
 
+def _rounds_until(url: str, done: Callable[[set[str]], bool], seconds: float) -> set[str]:
+    """Replicas seen over rounds of requests until `done(seen)` or the deadline (the proxy learns of
+    new replicas asynchronously, so one round may still meet only the first)."""
+    deadline, seen = time.monotonic() + seconds, set()
+    while time.monotonic() < deadline and not done(seen):
+        seen |= set(_round(url, 8))
+    return seen
+
+
 def test_two_replicas_share_the_load_and_a_killed_one_is_replaced(fused_tiny: Callable[[str], Path]) -> None:
     server = Server(fused_tiny("llama"), "--ray", "--replicas", "2", "--threads", "1", "--model-name", "tiny")
     try:
-        replicas = set(_round(server.url))
+        replicas = _rounds_until(server.url, lambda seen: len(seen) >= 2, 60)
         assert len(replicas) == 2 and "" not in replicas
         victim = sorted(replicas)[0]
         os.kill(int(victim.split(":")[1]), signal.SIGKILL)
         survivor = (replicas - {victim}).pop()
         during = _round(server.url, 8)
         assert survivor in during and victim not in during
-        deadline, seen = time.monotonic() + 120, set()
-        while time.monotonic() < deadline and not (seen - replicas - {""}):
-            seen |= set(_round(server.url, 8))
+        seen = _rounds_until(server.url, lambda seen: bool(seen - replicas - {""}), 120)
         assert seen - replicas - {""}, "no new replica took the killed one's place"
     finally:
         server.stop()
